@@ -1,0 +1,225 @@
+//! The device actions, their self-service versions, cancel, the device's action history
+//! and the retire and factory-reset previews.
+
+use actix_web::{HttpResponse, web};
+use mdm_api::internal::adapter::ActionParams;
+use mdm_api::public::{RemoteLockRequest, WipeRequest};
+use mdm_domain::{ActionId, ActionKind, DeviceId, Permission};
+use mdm_runtime::{ApiError, Caller, audit};
+use serde::Deserialize;
+
+use super::{DEVICE, Shared, optional_json};
+use crate::actions;
+use crate::dispatcher::{Requested, Requester, cancel_in_transaction};
+use crate::error::Error;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let device = |rest: &str| format!("/api/v1/deviceManagement/managedDevices/{DEVICE}/{rest}");
+    let mine = |rest: &str| format!("/api/v1/me/managedDevices/{DEVICE}/{rest}");
+    for (path, kind) in [
+        ("remoteLock", ActionKind::RemoteLock),
+        ("resetPasscode", ActionKind::ResetPasscode),
+        ("wipe", ActionKind::Wipe),
+        ("retire", ActionKind::Retire),
+        ("rebootNow", ActionKind::RebootNow),
+        ("syncDevice", ActionKind::SyncDevice),
+    ] {
+        cfg.service(
+            web::resource(device(path))
+                .app_data(web::Data::new(kind))
+                .post(
+                    |caller: Caller,
+                     d: Shared,
+                     id: web::Path<DeviceId>,
+                     kind: web::Data<ActionKind>,
+                     body: web::Bytes| async move {
+                        act(caller, d, id.into_inner(), *kind.get_ref(), &body, false).await
+                    },
+                ),
+        );
+    }
+    for (path, kind) in [
+        ("remoteLock", ActionKind::RemoteLock),
+        ("resetPasscode", ActionKind::ResetPasscode),
+        ("wipe", ActionKind::Wipe),
+        ("retire", ActionKind::Retire),
+    ] {
+        cfg.service(
+            web::resource(mine(path))
+                .app_data(web::Data::new(kind))
+                .post(
+                    |caller: Caller,
+                     d: Shared,
+                     id: web::Path<DeviceId>,
+                     kind: web::Data<ActionKind>,
+                     body: web::Bytes| async move {
+                        act(caller, d, id.into_inner(), *kind.get_ref(), &body, true).await
+                    },
+                ),
+        );
+    }
+    cfg.service(web::resource(device("deviceActionResults")).get(results))
+        .service(
+            web::resource(format!(
+                "/api/v1/deviceManagement/managedDevices/{DEVICE}/deviceActionResults/{{actionId}}/cancel"
+            ))
+            .post(cancel),
+        )
+        .service(web::resource(device("retirePreview")).get(retire_preview))
+        .service(web::resource(device("wipePreview")).get(wipe_preview));
+}
+
+/// Takes an action: 202 with the action, or the refusal; nothing is sent when refused.
+async fn act(
+    caller: Caller,
+    d: Shared,
+    device: DeviceId,
+    kind: ActionKind,
+    body: &[u8],
+    self_service: bool,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = if self_service {
+        caller.tenant_with(Permission::SelfService)?
+    } else {
+        caller.tenant()?
+    };
+    let requested = requested(kind, body)?;
+    let may_see_pin = self_service || caller.role.can(Permission::ReadUnlockPin);
+    let requester = Requester::Caller {
+        caller,
+        self_service,
+    };
+    let created = d.request(requester, tenant, device, requested).await?;
+    let pin = created.pin.filter(|_| may_see_pin);
+    Ok(HttpResponse::Accepted().json(actions::view(&created.row, pin)))
+}
+
+fn requested(kind: ActionKind, body: &[u8]) -> Result<Requested, ApiError> {
+    let mut requested = Requested::new(kind);
+    match kind {
+        ActionKind::RemoteLock => {
+            let body: RemoteLockRequest = optional_json(body)?;
+            if body
+                .message
+                .as_ref()
+                .is_some_and(|m| m.chars().count() > 500)
+            {
+                return Err(ApiError::invalid("message must be at most 500 characters"));
+            }
+            requested.params = ActionParams {
+                message: body.message,
+                phone_number: body.phone_number,
+                ..ActionParams::default()
+            };
+            requested.force = body.force;
+        }
+        ActionKind::Wipe => {
+            let body: WipeRequest = optional_json(body)?;
+            requested.params = ActionParams {
+                keep_enrollment_data: body.keep_enrollment_data,
+                keep_user_data: body.keep_user_data,
+                persist_esim_data_plan: body.persist_esim_data_plan,
+                use_protected_wipe: body.use_protected_wipe,
+                ..ActionParams::default()
+            };
+            requested.mac_os_unlock_code = body.mac_os_unlock_code;
+        }
+        _ => {
+            optional_json::<serde_json::Map<String, serde_json::Value>>(body)?;
+        }
+    }
+    Ok(requested)
+}
+
+async fn results(
+    caller: Caller,
+    d: Shared,
+    id: web::Path<DeviceId>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant_with(Permission::ReadTenant)?;
+    let device = id.into_inner();
+    d.device(tenant, device).await?;
+    let rows = d
+        .store
+        .read(move |c| actions::for_device(c, tenant, device, 200))
+        .await?;
+    let value: Vec<_> = rows.iter().map(actions::result).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "value": value })))
+}
+
+async fn cancel(
+    caller: Caller,
+    d: Shared,
+    path: web::Path<(DeviceId, ActionId)>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant()?;
+    let (device, id) = path.into_inner();
+    let now = d.clock.now();
+    let out = d.outbox.clone();
+    let row = d
+        .store
+        .write(move |c| {
+            let action = actions::get_on_device(c, tenant, device, id)?;
+            let permission = if action.kind.ends_management() {
+                Permission::RemoveDevices
+            } else {
+                Permission::ProtectDevices
+            };
+            if !caller.role.can(permission) {
+                return Err(Error::refused(
+                    mdm_api::ErrorCode::Forbidden,
+                    format!("the {} role may not cancel this action", caller.role),
+                ));
+            }
+            cancel_in_transaction(c, &out, &action, "canceled", "canceled by an admin", now)?;
+            let event = audit::on_device(
+                audit::event(&caller, now, "action.canceled", "action", id),
+                device,
+            );
+            crate::audit_trail::insert(c, &[event])?;
+            Ok(actions::get(c, id)?.unwrap_or(action))
+        })
+        .await?;
+    Ok(HttpResponse::Accepted().json(actions::view(&row, None)))
+}
+
+async fn retire_preview(
+    caller: Caller,
+    d: Shared,
+    id: web::Path<DeviceId>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant_with(Permission::ReadTenant)?;
+    let record = d.device(tenant, id.into_inner()).await?;
+    let preview = mdm_domain::preview::retire_preview(
+        record.platform,
+        record.management_mode,
+        record.ownership,
+        record.os_version.as_ref(),
+        record.manufacturer.as_deref(),
+        record.directory_joined,
+    );
+    Ok(HttpResponse::Ok().json(preview))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WipePreviewQuery {
+    #[serde(default)]
+    keep_enrollment_data: bool,
+    #[serde(default)]
+    keep_user_data: bool,
+}
+
+async fn wipe_preview(
+    caller: Caller,
+    d: Shared,
+    id: web::Path<DeviceId>,
+    query: web::Query<WipePreviewQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant_with(Permission::ReadTenant)?;
+    let record = d.device(tenant, id.into_inner()).await?;
+    let keep = query.keep_enrollment_data && query.keep_user_data;
+    let preview =
+        mdm_domain::preview::wipe_preview(record.platform, record.os_version.as_ref(), keep);
+    Ok(HttpResponse::Ok().json(preview))
+}

@@ -1,0 +1,180 @@
+//! Bulk actions, the tenant-wide device actions view and the audit trail.
+
+use actix_web::{HttpResponse, web};
+use mdm_api::ErrorCode;
+use mdm_api::public::{BulkActionRequest, Page};
+use mdm_domain::{ActionId, ActionKind, ActionState, BulkJobId, DeviceId, Permission};
+use mdm_runtime::error::json_config;
+use mdm_runtime::{ApiError, Caller, audit};
+use serde::Deserialize;
+
+use super::Shared;
+use crate::bulk::{self, MAX_DEVICES, Targets};
+use crate::error::Error;
+use crate::{actions, audit_trail};
+
+/// 100,000 ids as JSON, with room to spare.
+const BULK_BODY_LIMIT: usize = 8 * 1024 * 1024;
+const MAX_PAGE: i64 = 1000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/deviceManagement/managedDevices/bulkAction")
+            .app_data(json_config(BULK_BODY_LIMIT))
+            .post(create_bulk),
+    )
+    .service(web::resource("/api/v1/deviceManagement/bulkActions/{id}").get(get_bulk))
+    .service(web::resource("/api/v1/deviceManagement/deviceActions").get(device_actions))
+    .service(web::resource("/api/v1/auditEvents").get(audit_events));
+}
+
+async fn create_bulk(
+    caller: Caller,
+    d: Shared,
+    body: web::Json<BulkActionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    let permission = if request.action.ends_management() {
+        Permission::RemoveDevices
+    } else {
+        Permission::ProtectDevices
+    };
+    let tenant = caller.tenant_with(permission)?;
+    let targets = match (request.device_ids, request.filter) {
+        (Some(ids), None) if ids.is_empty() => return Err(ApiError::invalid("deviceIds is empty")),
+        (Some(ids), None) if ids.len() > MAX_DEVICES => {
+            return Err(ApiError::new(
+                ErrorCode::TooManyDevices,
+                format!("{} devices named; at most {MAX_DEVICES}", ids.len()),
+            ));
+        }
+        (Some(ids), None) => Targets::Devices(ids),
+        (None, Some(filter)) => Targets::Filter(filter),
+        _ => return Err(ApiError::invalid("send either deviceIds or filter")),
+    };
+    let (now, kind, parameters) = (d.clock.now(), request.action, request.parameters);
+    let view = d
+        .store
+        .write(move |c| {
+            let job = bulk::create_job(
+                c,
+                tenant,
+                kind,
+                parameters,
+                targets,
+                &caller.token_id.to_string(),
+                Some(caller.role),
+                now,
+            )?;
+            let event = audit::with_detail(
+                audit::event(&caller, now, "bulkAction.created", "bulkAction", job.id),
+                serde_json::json!({ "action": kind, "devices": job.total }),
+            );
+            audit_trail::insert(c, &[event])?;
+            bulk::view(c, tenant, job.id, None, 100)
+        })
+        .await?;
+    d.bulk_wake.notify_one();
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            "Location",
+            format!("/api/v1/deviceManagement/bulkActions/{}", view.id),
+        ))
+        .json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageQuery<T> {
+    top: Option<i64>,
+    skip_token: Option<T>,
+}
+
+async fn get_bulk(
+    caller: Caller,
+    d: Shared,
+    id: web::Path<BulkJobId>,
+    query: web::Query<PageQuery<DeviceId>>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant_with(Permission::ReadTenant)?;
+    let (id, top, after) = (
+        id.into_inner(),
+        query.top.unwrap_or(100).clamp(1, MAX_PAGE),
+        query.skip_token,
+    );
+    let view = d
+        .store
+        .read(move |c| bulk::view(c, tenant, id, after, top))
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionsQuery {
+    top: Option<i64>,
+    skip_token: Option<ActionId>,
+    state: Option<ActionState>,
+    action: Option<ActionKind>,
+}
+
+/// Every action of the tenant, newest first.
+async fn device_actions(
+    caller: Caller,
+    d: Shared,
+    query: web::Query<ActionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant_with(Permission::ReadTenant)?;
+    let query = query.into_inner();
+    let top = query.top.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (state, kind, before) = (query.state, query.action, query.skip_token);
+    let rows = d
+        .store
+        .read(move |c| actions::for_tenant(c, tenant, state, kind, before, top))
+        .await?;
+    let mut link = format!("/api/v1/deviceManagement/deviceActions?top={top}");
+    if let Some(state) = state {
+        link.push_str(&format!("&state={state}"));
+    }
+    if let Some(kind) = kind {
+        link.push_str(&format!("&action={kind}"));
+    }
+    let next_link = (rows.len() as i64 == top)
+        .then(|| rows.last().map(|r| format!("{link}&skipToken={}", r.id)))
+        .flatten();
+    let value = rows.iter().map(|r| actions::view(r, None)).collect();
+    Ok(HttpResponse::Ok().json(Page { value, next_link }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditQuery {
+    top: Option<i64>,
+    skip_token: Option<uuid::Uuid>,
+    activity: Option<String>,
+    device_id: Option<DeviceId>,
+}
+
+async fn audit_events(
+    caller: Caller,
+    d: Shared,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant_with(Permission::ReadTenant)?;
+    let query = query.into_inner();
+    let top = query.top.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (activity, device, before) = (query.activity.clone(), query.device_id, query.skip_token);
+    let value = d
+        .store
+        .read(move |c| audit_trail::list(c, tenant, activity.as_deref(), device, before, top))
+        .await
+        .map_err(|e: Error| ApiError::from(e))?;
+    let next_link = (value.len() as i64 == top)
+        .then(|| {
+            value
+                .last()
+                .map(|e| format!("/api/v1/auditEvents?top={top}&skipToken={}", e.id))
+        })
+        .flatten();
+    Ok(HttpResponse::Ok().json(Page { value, next_link }))
+}

@@ -1,0 +1,231 @@
+//! `Idempotency-Key` on mutating admin API calls: a repeat of a call with the same key
+//! (from the same token) gets the first call's answer instead of doing the work again.
+//!
+//! The first call reserves the key, runs, and stores its answer. A repeat while it runs
+//! gets 409 `idempotency_key_in_use`; a repeat with a different method, path or body gets
+//! 422 `idempotency_key_reused`. Answers that ask for a retry anyway (401, 429, 5xx) are
+//! not kept. Records are kept for a day.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use mdm_api::ErrorCode;
+use mdm_store::models::runtime::IdempotencyRow;
+use mdm_store::schema::rt_idempotency;
+use mdm_store::{DbConnection, Store, StoreError, to_millis};
+
+use crate::clock::SharedClock;
+use crate::crypto::sha256;
+use crate::error::ApiError;
+
+pub const HEADER: &str = "Idempotency-Key";
+
+/// A reservation older than this belonged to a request that never finished (its process
+/// died); the key may be used again.
+const ABANDONED_AFTER_MS: i64 = 120_000;
+
+/// Middleware for the public listener; only `/api/` calls with the header are affected.
+pub async fn idempotent(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let key = req
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (Some(key), true, true) = (key, mutating, req.path().starts_with("/api/")) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Idempotency-Key must be 1 to 255 characters",
+        )
+        .into());
+    }
+    let (Some(store), Some(clock)) = (
+        req.app_data::<web::Data<Store>>()
+            .map(|s| s.get_ref().clone()),
+        req.app_data::<web::Data<SharedClock>>()
+            .map(|c| c.get_ref().clone()),
+    ) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    // The key is scoped to the credential that sent it (stored hashed).
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    let scope = STANDARD_NO_PAD.encode(sha256(&authorization));
+    let body = req.extract::<web::Bytes>().await?;
+    let fingerprint = {
+        let mut material = format!("{} {}\n", req.method(), req.uri()).into_bytes();
+        material.extend_from_slice(&body);
+        STANDARD_NO_PAD.encode(sha256(&material))
+    };
+    req.set_payload(actix_web::dev::Payload::from(body));
+
+    let now = clock.now();
+    let reservation = {
+        let (scope, key, fingerprint) = (scope.clone(), key.clone(), fingerprint.clone());
+        store
+            .write(move |c| reserve(c, &scope, &key, &fingerprint, now))
+            .await
+    };
+    match reservation {
+        Ok(Reservation::Reserved) => {}
+        Ok(Reservation::Replay(row)) => return Ok(req.into_response(replay(row))),
+        Ok(Reservation::InUse) => return Err(ApiError::bare(ErrorCode::IdempotencyKeyInUse).into()),
+        Ok(Reservation::Reused) => {
+            return Err(ApiError::bare(ErrorCode::IdempotencyKeyReused).into());
+        }
+        Err(error) => return Err(ApiError::from(error).into()),
+    }
+
+    let response = next.call(req).await;
+    let response = match response {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(error) => {
+            let _ = store.write(move |c| release(c, &scope, &key)).await;
+            return Err(error);
+        }
+    };
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (request, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    let bytes = actix_web::body::to_bytes(body).await.unwrap_or_default();
+    let keep = !(status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error());
+    let stored = bytes.to_vec();
+    let _ = store
+        .write(move |c| {
+            if keep {
+                finish(c, &scope, &key, status.as_u16(), content_type, stored)
+            } else {
+                release(c, &scope, &key)
+            }
+        })
+        .await;
+    Ok(ServiceResponse::new(
+        request,
+        head.set_body(BoxBody::new(bytes)),
+    ))
+}
+
+enum Reservation {
+    Reserved,
+    Replay(IdempotencyRow),
+    InUse,
+    Reused,
+}
+
+fn reserve(
+    c: &mut DbConnection,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<Reservation, StoreError> {
+    let existing = rt_idempotency::table
+        .find((scope, key))
+        .select(IdempotencyRow::as_select())
+        .first(c)
+        .optional()?;
+    if let Some(row) = existing {
+        if row.request_hash != fingerprint {
+            return Ok(Reservation::Reused);
+        }
+        if row.status.is_some() {
+            return Ok(Reservation::Replay(row));
+        }
+        if to_millis(now) - row.created_at < ABANDONED_AFTER_MS {
+            return Ok(Reservation::InUse);
+        }
+        release(c, scope, key)?;
+    }
+    let row = IdempotencyRow {
+        scope: scope.to_owned(),
+        idem_key: key.to_owned(),
+        request_hash: fingerprint.to_owned(),
+        status: None,
+        content_type: None,
+        response_body: None,
+        created_at: to_millis(now),
+    };
+    match diesel::insert_into(rt_idempotency::table)
+        .values(&row)
+        .execute(c)
+        .map_err(StoreError::from)
+    {
+        Ok(_) => Ok(Reservation::Reserved),
+        Err(e) if e.is_unique_violation() => Ok(Reservation::InUse),
+        Err(e) => Err(e),
+    }
+}
+
+fn finish(
+    c: &mut DbConnection,
+    scope: &str,
+    key: &str,
+    status: u16,
+    content_type: Option<String>,
+    body: Vec<u8>,
+) -> Result<(), StoreError> {
+    diesel::update(rt_idempotency::table.find((scope, key)))
+        .set((
+            rt_idempotency::status.eq(Some(i32::from(status))),
+            rt_idempotency::content_type.eq(content_type),
+            rt_idempotency::response_body.eq(Some(body)),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+fn release(c: &mut DbConnection, scope: &str, key: &str) -> Result<(), StoreError> {
+    diesel::delete(rt_idempotency::table.find((scope, key))).execute(c)?;
+    Ok(())
+}
+
+fn replay(row: IdempotencyRow) -> HttpResponse {
+    let status = row
+        .status
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut response = HttpResponse::build(status);
+    if let Some(content_type) = row
+        .content_type
+        .and_then(|t| HeaderValue::from_str(&t).ok())
+    {
+        response.insert_header((header::CONTENT_TYPE, content_type));
+    }
+    response.insert_header(("Idempotent-Replayed", "true"));
+    response.body(row.response_body.unwrap_or_default())
+}
+
+/// Forgets records created before `before`.
+pub fn prune(c: &mut DbConnection, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        rt_idempotency::table.filter(rt_idempotency::created_at.lt(to_millis(before))),
+    )
+    .execute(c)?)
+}

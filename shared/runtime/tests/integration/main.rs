@@ -1,0 +1,133 @@
+//! The runtime in a running process: health and readiness, shutdown, errors, the
+//! internal listener, idempotency keys, and the outbox against real receivers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod http;
+mod outbox;
+mod readiness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use mdm_api::Service;
+use mdm_api::internal::Message;
+use mdm_runtime::inbox::{HandlerError, Inbox};
+use mdm_runtime::{Context, Module};
+use serde::{Deserialize, Serialize};
+
+/// The message the tests send around.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping {
+    pub n: u32,
+}
+
+impl Message for Ping {
+    const KIND: &'static str = "test.ping";
+    fn destination(&self) -> Service {
+        Service::Inventory
+    }
+}
+
+/// What the test receiver does with a ping.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Apply,
+    /// Apply, but hold the transaction (and so the answer) this long first.
+    ApplySlowly(Duration),
+    Retry,
+    /// Retry the ping with this number, apply the others.
+    RetryOnly(u32),
+    Reject,
+}
+
+/// A receiver that counts the pings it applied.
+#[derive(Clone)]
+pub struct Receiver {
+    pub applied: Arc<AtomicUsize>,
+    pub behaviour: Arc<std::sync::Mutex<Behaviour>>,
+    /// Called when a ping is being applied (inside the transaction).
+    pub entered: Arc<tokio::sync::Notify>,
+    /// The pings applied, in order.
+    pub order: Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+impl Receiver {
+    pub fn new(behaviour: Behaviour) -> Self {
+        Self {
+            applied: Arc::new(AtomicUsize::new(0)),
+            behaviour: Arc::new(std::sync::Mutex::new(behaviour)),
+            entered: Arc::new(tokio::sync::Notify::new()),
+            order: Arc::new(std::sync::Mutex::new(Vec::new())),
+        }
+    }
+
+    pub fn applied(&self) -> usize {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn module(&self) -> Module {
+        let me = self.clone();
+        let inbox = Inbox::new(Service::Inventory).on::<Ping, _>(move |_conn, _delivery, ping| {
+            me.entered.notify_one();
+            let behaviour = *me.behaviour.lock().unwrap();
+            match behaviour {
+                Behaviour::Apply => {}
+                Behaviour::ApplySlowly(pause) => std::thread::sleep(pause),
+                Behaviour::Retry => return Err(HandlerError::Retry("not now".into())),
+                Behaviour::RetryOnly(n) if n == ping.n => {
+                    return Err(HandlerError::Retry("not now".into()));
+                }
+                Behaviour::RetryOnly(_) => {}
+                Behaviour::Reject => return Err(HandlerError::Reject("never".into())),
+            }
+            me.applied.fetch_add(1, Ordering::SeqCst);
+            me.order.lock().unwrap().push(ping.n);
+            Ok(None)
+        });
+        Module::new(Service::Inventory)
+            .inbox(inbox)
+            .public(probe_routes)
+    }
+}
+
+/// Public routes for the HTTP tests.
+fn probe_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/test/slow").get(|| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        HttpResponse::Ok().body("finished")
+    }))
+    .service(web::resource("/api/test/counter").post(counter))
+    .service(web::resource("/api/test/echo").post(echo));
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+async fn counter() -> HttpResponse {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    HttpResponse::Created().json(serde_json::json!({ "n": n }))
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Echo {
+    text: String,
+}
+
+async fn echo(body: web::Json<Echo>) -> HttpResponse {
+    HttpResponse::Ok().json(body.into_inner())
+}
+
+/// Builds the probe modules for a test app.
+pub fn modules(
+    receiver: &Receiver,
+) -> impl FnOnce(&Context) -> anyhow::Result<Vec<Module>> + use<> {
+    let receiver = receiver.clone();
+    move |_| Ok(vec![receiver.module()])
+}

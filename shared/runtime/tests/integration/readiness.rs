@@ -1,0 +1,105 @@
+//! Readiness and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mdm_api::Service;
+use mdm_runtime::testing::{TestApp, test_config};
+use mdm_runtime::{Application, ManualClock};
+use mdm_store::test_on_both_backends;
+use mdm_store::testing::{TestBackend, TestDatabase};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::{Behaviour, Receiver, modules};
+
+async fn readyz(url: &str) -> (StatusCode, Value) {
+    let response = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn unready_while_the_database_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the database is down from the start.
+    let mut config = test_config("postgres://mdm@127.0.0.1:1/mdm", dir.path());
+    config.database.acquire_timeout_secs = 1;
+    let clock = Arc::new(ManualClock::at_epoch_2026());
+    let receiver = Receiver::new(Behaviour::Apply);
+    let app = Application::build(config, clock, &Service::ALL, modules(&receiver)).unwrap();
+    let url = format!("http://{}", app.public_addr());
+    let shutdown = app.shutdown_handle();
+    let running = tokio::spawn(app.run());
+
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "liveness does not depend on the database"
+    );
+    let (status, body) = readyz(&url).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["reason"], "database unreachable");
+
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+async fn unready_until_migrated(backend: TestBackend) {
+    let Some(db) = TestDatabase::empty(backend) else {
+        return;
+    };
+    let receiver = Receiver::new(Behaviour::Apply);
+    let app = TestApp::spawn_on(
+        db,
+        |c| c.database.migrate_on_start = false,
+        modules(&receiver),
+    )
+    .await;
+    let (status, body) = readyz(&app.url).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["reason"], "database migrations pending");
+
+    // A migration job runs (`mdm migrate`), and the server becomes ready.
+    app.db().store().migrate().await.unwrap();
+    app.wait_until_ready().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unready_until_migrated_on_sqlite() {
+    unready_until_migrated(TestBackend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn unready_until_migrated_on_postgres() {
+    unready_until_migrated(TestBackend::Postgres).await;
+}
+
+test_on_both_backends! {
+    async fn shutdown_turns_unready_and_finishes_requests_in_flight(db) {
+        let receiver = Receiver::new(Behaviour::Apply);
+        let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 1, modules(&receiver)).await;
+        app.wait_until_ready().await;
+
+        let slow = tokio::spawn(reqwest::get(format!("{}/api/test/slow", app.url)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.begin_shutdown();
+
+        // During the drain delay the process still answers, but as unready.
+        let (status, body) = readyz(&app.url).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["reason"], "shutting down");
+
+        // The request that was in flight completes normally.
+        let response = slow.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "finished");
+
+        app.stop().await;
+    }
+}

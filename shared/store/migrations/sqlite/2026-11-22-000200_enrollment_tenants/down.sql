@@ -1,0 +1,2 @@
+DROP TABLE enr_api_tokens;
+DROP TABLE enr_tenants;

@@ -1,0 +1,3 @@
+DROP TABLE win_commands;
+DROP TABLE win_certificates;
+DROP TABLE win_enrollments;
