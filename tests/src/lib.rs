@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+pub mod android;
+pub mod apple;
+pub mod windows;
