@@ -185,11 +185,7 @@ async fn management(
                 StatusCode::UNAUTHORIZED => "unauthenticated",
                 _ => "refused",
             };
-            adapter
-                .metrics
-                .messages
-                .with_label_values(&[outcome])
-                .inc();
+            adapter.metrics.messages.with_label_values(&[outcome]).inc();
             response
         }
         Err(TooLarge) => actix_web::ResponseError::error_response(&ApiError::new(

@@ -70,7 +70,11 @@ mod tests {
             metrics.push(&outcome);
         }
         for label in ["delivered", "channel_gone", "transient", "permanent"] {
-            assert_eq!(metrics.pushes.with_label_values(&[label]).get(), 1, "{label}");
+            assert_eq!(
+                metrics.pushes.with_label_values(&[label]).get(),
+                1,
+                "{label}"
+            );
         }
     }
 }

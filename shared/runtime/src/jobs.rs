@@ -102,6 +102,9 @@ pub type JobReport = String;
 
 type JobFn = dyn Fn() -> BoxFuture<'static, anyhow::Result<JobReport>> + Send + Sync;
 
+/// How often a replica that does not hold a job's lease tries to take it.
+const STANDBY_POLL: Duration = Duration::from_secs(5);
+
 /// A job run every `every` by whichever replica holds its lease.
 #[derive(Clone)]
 pub struct Job {
@@ -172,9 +175,16 @@ impl Job {
                 }
                 Err(error) => tracing::warn!(job = self.name, %error, "job lease check failed"),
             }
+            // A replica without the lease looks again soon, so that it takes over within
+            // seconds of the holder's shutdown rather than one (maybe hourly) period later.
+            let pause = if held {
+                self.every
+            } else {
+                self.every.min(STANDBY_POLL)
+            };
             tokio::select! {
                 _ = shutdown.wait() => break,
-                _ = tokio::time::sleep(self.every) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         if held {

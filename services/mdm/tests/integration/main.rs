@@ -4,6 +4,7 @@
 
 mod cli;
 mod demo;
+mod restart;
 mod serve;
 
 use std::io::{BufRead, BufReader};
