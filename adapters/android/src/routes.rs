@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use mdm_api::Service;
 use mdm_api::internal::android::{BindEnterprise, BoundEnterprise, CreateSignupUrl, SignupUrl};
 use mdm_api::internal::enrollment::TenantPolicy;
+use mdm_api::{ErrorCode, Service};
 use mdm_domain::{DeviceId, MdmAuthority, Permission, Platform, TenantId, UserId};
 use mdm_runtime::{ApiError, Caller, audit};
 use mdm_store::models::android::{EnrollmentTokenRow, EnterpriseRow};
@@ -358,10 +358,10 @@ async fn check_restrictions(
         .await
         .map_err(Error::from)?;
     if policy.authority == MdmAuthority::None {
-        return Err(Error::NotAllowed(
-            "the tenant's MDM authority is none: no device may enrol".into(),
-        )
-        .into());
+        return Err(ApiError::new(
+            ErrorCode::AuthorityDisallowsEnrollment,
+            "the tenant's MDM authority is none: no device may enrol",
+        ));
     }
     let android = policy
         .platforms

@@ -24,6 +24,7 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path) -> RuntimeCon
     config.server.internal_listen = "127.0.0.1:0".into();
     config.server.workers = 1;
     config.server.shutdown_timeout_secs = 10;
+    // Short, so that stopping a test server does not wait on idle connections.
     config.server.keep_alive_secs = 1;
     config.database.url = Some(Secret::new(database_url));
     config.database.max_connections = 4;

@@ -64,7 +64,7 @@ test_on_both_backends! {
         assert_eq!(status, 201);
         h.allow(tenant.id, true, MdmAuthority::None);
         let (status, problem) = h.token(&tenant, json!({ "profile": "dedicated" })).await;
-        assert_eq!((status, problem["code"].as_str()), (409, Some("android_enrollment_not_allowed")));
+        assert_eq!((status, problem["code"].as_str()), (409, Some("authority_disallows_enrollment")));
         h.allow(tenant.id, true, MdmAuthority::Standalone);
 
         for bad in [
