@@ -100,6 +100,7 @@ impl Receiver {
 /// Public routes for the HTTP tests.
 fn probe_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/test/slow").get(|| async {
+        SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(1500)).await;
         HttpResponse::Ok().body("finished")
     }))
@@ -108,6 +109,9 @@ fn probe_routes(cfg: &mut web::ServiceConfig) {
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Slow requests that have reached their handler (in this test process).
+pub static SLOW_STARTED: AtomicUsize = AtomicUsize::new(0);
 
 async fn counter() -> HttpResponse {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);

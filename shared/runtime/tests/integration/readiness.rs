@@ -86,8 +86,12 @@ test_on_both_backends! {
         let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 1, modules(&receiver)).await;
         app.wait_until_ready().await;
 
+        let started = crate::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst);
         let slow = tokio::spawn(reqwest::get(format!("{}/api/test/slow", app.url)));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Shutdown begins once the request is in its handler, however busy the machine.
+        while crate::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst) == started {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         app.begin_shutdown();
 
         // During the drain delay the process still answers, but as unready.
