@@ -290,35 +290,60 @@ async fn delete_one(adapter: &Arc<Adapter>, device: DeviceRow) -> Result<(), Sto
 // ---- actions ---------------------------------------------------------------------------
 
 async fn issue_actions(adapter: &Arc<Adapter>) -> Result<usize, StoreError> {
+    let due = claim_due(adapter, &[phase::QUEUED]).await?;
+    let failure = "recording an action's progress failed";
+    let work = |adapter: Arc<Adapter>, action, device| async move {
+        issue_one(&adapter, action, device).await
+    };
+    Ok(work_through(adapter, due, failure, work).await)
+}
+
+/// Claims the due actions in `phases` (in that order), with their devices, in one write.
+async fn claim_due(
+    adapter: &Adapter,
+    phases: &'static [&'static str],
+) -> Result<Vec<(ActionRow, Option<DeviceRow>)>, StoreError> {
     let now_ms = to_millis(adapter.now());
-    let due = adapter
+    adapter
         .store
         .write(move |c| {
             let mut claimed = Vec::new();
-            for row in store::due_actions(c, phase::QUEUED, now_ms, BATCH)? {
-                if store::claim_action(c, row.action_id, phase::QUEUED, now_ms, LEASE_MS)? {
-                    let device = store::device(c, row.device_id)?;
-                    claimed.push((row, device));
+            for &wanted in phases {
+                for row in store::due_actions(c, wanted, now_ms, BATCH)? {
+                    if store::claim_action(c, row.action_id, wanted, now_ms, LEASE_MS)? {
+                        let device = store::device(c, row.device_id)?;
+                        claimed.push((row, device));
+                    }
                 }
             }
             Ok::<_, StoreError>(claimed)
         })
-        .await?;
+        .await
+}
+
+/// Runs `work` on each claimed action, `worker_concurrency` at a time; answers how many.
+async fn work_through<F, Fut>(
+    adapter: &Arc<Adapter>,
+    due: Vec<(ActionRow, Option<DeviceRow>)>,
+    failure: &'static str,
+    work: F,
+) -> usize
+where
+    F: Fn(Arc<Adapter>, ActionRow, Option<DeviceRow>) -> Fut + Copy,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
     let count = due.len();
     futures_util::stream::iter(due)
         .for_each_concurrent(
             adapter.config.worker_concurrency.max(1),
-            |(action, device)| {
-                let adapter = adapter.clone();
-                async move {
-                    if let Err(error) = issue_one(&adapter, action, device).await {
-                        tracing::warn!(error = %error, "recording an action's progress failed");
-                    }
+            |(action, device)| async move {
+                if let Err(error) = work(adapter.clone(), action, device).await {
+                    tracing::warn!(error = %error, "{failure}");
                 }
             },
         )
         .await;
-    Ok(count)
+    count
 }
 
 /// Ends an action in one transaction.
@@ -633,38 +658,12 @@ async fn find_issued(
 // ---- cancels, polls, expiry ------------------------------------------------------------
 
 async fn follow_up(adapter: &Arc<Adapter>) -> Result<usize, StoreError> {
-    let now = adapter.now();
-    let now_ms = to_millis(now);
-    let due = adapter
-        .store
-        .write(move |c| {
-            let mut claimed = Vec::new();
-            for wanted in [phase::CANCEL_REQUESTED, phase::ISSUED] {
-                for row in store::due_actions(c, wanted, now_ms, BATCH)? {
-                    if store::claim_action(c, row.action_id, wanted, now_ms, LEASE_MS)? {
-                        let device = store::device(c, row.device_id)?;
-                        claimed.push((row, device));
-                    }
-                }
-            }
-            Ok::<_, StoreError>(claimed)
-        })
-        .await?;
-    let count = due.len();
-    futures_util::stream::iter(due)
-        .for_each_concurrent(
-            adapter.config.worker_concurrency.max(1),
-            |(action, device)| {
-                let adapter = adapter.clone();
-                async move {
-                    if let Err(error) = follow_one(&adapter, action, device).await {
-                        tracing::warn!(error = %error, "following an operation failed");
-                    }
-                }
-            },
-        )
-        .await;
-    Ok(count)
+    let due = claim_due(adapter, &[phase::CANCEL_REQUESTED, phase::ISSUED]).await?;
+    let failure = "following an operation failed";
+    let work = |adapter: Arc<Adapter>, action, device| async move {
+        follow_one(&adapter, action, device).await
+    };
+    Ok(work_through(adapter, due, failure, work).await)
 }
 
 async fn follow_one(

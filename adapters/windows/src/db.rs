@@ -169,11 +169,7 @@ pub fn open_commands(
 ) -> Result<Vec<WinCommandRow>, StoreError> {
     Ok(win_commands::table
         .filter(win_commands::device_id.eq(device))
-        .filter(
-            win_commands::state
-                .eq(command_state::QUEUED)
-                .or(win_commands::state.eq(command_state::DELIVERED)),
-        )
+        .filter(win_commands::state.eq_any(command_state::OPEN))
         .select(WinCommandRow::as_select())
         .order(win_commands::id)
         .load(c)?)
@@ -259,11 +255,7 @@ pub fn complete_many(
             diesel::update(
                 win_commands::table
                     .filter(win_commands::id.eq_any(chunk))
-                    .filter(
-                        win_commands::state
-                            .eq(command_state::QUEUED)
-                            .or(win_commands::state.eq(command_state::DELIVERED)),
-                    ),
+                    .filter(win_commands::state.eq_any(command_state::OPEN)),
             )
             .set((
                 win_commands::state.eq(new_state),
@@ -287,11 +279,9 @@ pub fn complete(
     now: i64,
 ) -> Result<Option<WinCommandRow>, StoreError> {
     Ok(diesel::update(
-        win_commands::table.find(id).filter(
-            win_commands::state
-                .eq(command_state::QUEUED)
-                .or(win_commands::state.eq(command_state::DELIVERED)),
-        ),
+        win_commands::table
+            .find(id)
+            .filter(win_commands::state.eq_any(command_state::OPEN)),
     )
     .set((
         win_commands::state.eq(new_state),
@@ -316,11 +306,7 @@ pub fn end_later_steps(
         win_commands::table
             .filter(win_commands::action_id.eq(action))
             .filter(win_commands::step.gt(after_step))
-            .filter(
-                win_commands::state
-                    .eq(command_state::QUEUED)
-                    .or(win_commands::state.eq(command_state::DELIVERED)),
-            ),
+            .filter(win_commands::state.eq_any(command_state::OPEN)),
     )
     .set((
         win_commands::state.eq(new_state),
@@ -351,11 +337,7 @@ pub fn end_open_commands(
     diesel::update(
         win_commands::table
             .filter(win_commands::device_id.eq(device))
-            .filter(
-                win_commands::state
-                    .eq(command_state::QUEUED)
-                    .or(win_commands::state.eq(command_state::DELIVERED)),
-            ),
+            .filter(win_commands::state.eq_any(command_state::OPEN)),
     )
     .set((
         win_commands::state.eq(new_state),
@@ -372,11 +354,7 @@ pub fn expired_commands(
     limit: i64,
 ) -> Result<Vec<WinCommandRow>, StoreError> {
     Ok(win_commands::table
-        .filter(
-            win_commands::state
-                .eq(command_state::QUEUED)
-                .or(win_commands::state.eq(command_state::DELIVERED)),
-        )
+        .filter(win_commands::state.eq_any(command_state::OPEN))
         .filter(win_commands::expires_at.le(now))
         .select(WinCommandRow::as_select())
         .order(win_commands::expires_at)
