@@ -664,6 +664,10 @@ async fn api(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8], path: &str) -> 
         body: &body_value,
         enterprise: format!("enterprises/{}", matched.var("enterprisesId")),
     };
+    // `enterprises/E/<collection>/<id of the path variable>`.
+    let child = |collection: &str, var: &str| {
+        format!("{}/{collection}/{}", call.enterprise, matched.var(var))
+    };
     let short = method_id.trim_start_matches("androidmanagement.");
     let answer = match short {
         "signupUrls.create" => call.signup_url(),
@@ -672,61 +676,34 @@ async fn api(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8], path: &str) -> 
         "enterprises.patch" => call.patch_enterprise(),
         "enterprises.delete" => call.delete_enterprise(),
         "enterprises.list" => call.list_enterprises(),
-        "enterprises.policies.get" => call.get_in(
-            |s| &s.policies,
-            &format!("{}/policies/{}", call.enterprise, matched.var("policiesId")),
-        ),
-        "enterprises.policies.patch" => call.patch_policy(&format!(
-            "{}/policies/{}",
-            call.enterprise,
-            matched.var("policiesId")
-        )),
-        "enterprises.policies.delete" => call.delete_policy(&format!(
-            "{}/policies/{}",
-            call.enterprise,
-            matched.var("policiesId")
-        )),
+        "enterprises.policies.get" => {
+            call.get_in(|s| &s.policies, &child("policies", "policiesId"))
+        }
+        "enterprises.policies.patch" => call.patch_policy(&child("policies", "policiesId")),
+        "enterprises.policies.delete" => call.delete_policy(&child("policies", "policiesId")),
         "enterprises.policies.list" => call.list_in(|s| &s.policies, "policies"),
         "enterprises.enrollmentTokens.create" => call.create_enrollment_token(),
         "enterprises.enrollmentTokens.get" => call.get_in(
             |s| &s.enrollment_tokens,
-            &format!(
-                "{}/enrollmentTokens/{}",
-                call.enterprise,
-                matched.var("enrollmentTokensId")
-            ),
+            &child("enrollmentTokens", "enrollmentTokensId"),
         ),
-        "enterprises.enrollmentTokens.delete" => call.delete_enrollment_token(&format!(
-            "{}/enrollmentTokens/{}",
-            call.enterprise,
-            matched.var("enrollmentTokensId")
-        )),
+        "enterprises.enrollmentTokens.delete" => {
+            call.delete_enrollment_token(&child("enrollmentTokens", "enrollmentTokensId"))
+        }
         "enterprises.enrollmentTokens.list" => {
             call.list_in(|s| &s.enrollment_tokens, "enrollmentTokens")
         }
         "enterprises.devices.get" => {
-            let name = format!("{}/devices/{}", call.enterprise, matched.var("devicesId"));
+            let name = child("devices", "devicesId");
             call.with_enterprise(|state, _| match state.devices.get(&name) {
                 Some(device) => HttpResponse::Ok().json(&device.resource),
                 None => not_found(&name),
             })
         }
         "enterprises.devices.list" => call.list_devices(),
-        "enterprises.devices.patch" => call.patch_device(&format!(
-            "{}/devices/{}",
-            call.enterprise,
-            matched.var("devicesId")
-        )),
-        "enterprises.devices.delete" => call.delete_device(&format!(
-            "{}/devices/{}",
-            call.enterprise,
-            matched.var("devicesId")
-        )),
-        "enterprises.devices.issueCommand" => call.issue_command(&format!(
-            "{}/devices/{}",
-            call.enterprise,
-            matched.var("devicesId")
-        )),
+        "enterprises.devices.patch" => call.patch_device(&child("devices", "devicesId")),
+        "enterprises.devices.delete" => call.delete_device(&child("devices", "devicesId")),
+        "enterprises.devices.issueCommand" => call.issue_command(&child("devices", "devicesId")),
         "enterprises.devices.operations.get" => {
             let name = format!(
                 "{}/devices/{}/operations/{}",
@@ -739,11 +716,9 @@ async fn api(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8], path: &str) -> 
                 None => not_found(&name),
             })
         }
-        "enterprises.devices.operations.list" => call.list_operations(&format!(
-            "{}/devices/{}",
-            call.enterprise,
-            matched.var("devicesId")
-        )),
+        "enterprises.devices.operations.list" => {
+            call.list_operations(&child("devices", "devicesId"))
+        }
         "enterprises.devices.operations.cancel" => call.cancel_operation(&format!(
             "{}/devices/{}/operations/{}",
             call.enterprise,
@@ -756,7 +731,7 @@ async fn api(inner: &Arc<Inner>, req: &HttpRequest, body: &[u8], path: &str) -> 
             &format!("{method_id} is not implemented by the mock"),
         ),
     };
-    let device = format!("{}/devices/{}", call.enterprise, matched.var("devicesId"));
+    let device = child("devices", "devicesId");
     let answer = record(inner, &method_id, path, &query, body_value.clone(), answer);
     let execute = inner.lock().auto_execute;
     if short == "enterprises.devices.issueCommand" && answer.status().is_success() && execute {
