@@ -99,19 +99,28 @@ impl Receiver {
 
 /// Public routes for the HTTP tests.
 fn probe_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/test/slow").get(|| async {
-        SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        HttpResponse::Ok().body("finished")
-    }))
+    cfg.service(
+        web::resource("/api/test/slow").get(|req: actix_web::HttpRequest| async move {
+            slow_started()
+                .lock()
+                .unwrap()
+                .push(req.query_string().to_owned());
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            HttpResponse::Ok().body("finished")
+        }),
+    )
     .service(web::resource("/api/test/counter").post(counter))
     .service(web::resource("/api/test/echo").post(echo));
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Slow requests that have reached their handler (in this test process).
-pub static SLOW_STARTED: AtomicUsize = AtomicUsize::new(0);
+/// The query strings of the slow requests that have reached their handler (tests run
+/// side by side in this process, so each tags its own).
+pub fn slow_started() -> &'static std::sync::Mutex<Vec<String>> {
+    static STARTED: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    STARTED.get_or_init(Default::default)
+}
 
 async fn counter() -> HttpResponse {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);

@@ -86,10 +86,10 @@ test_on_both_backends! {
         let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 1, modules(&receiver)).await;
         app.wait_until_ready().await;
 
-        let started = crate::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst);
-        let slow = tokio::spawn(reqwest::get(format!("{}/api/test/slow", app.url)));
-        // Shutdown begins once the request is in its handler, however busy the machine.
-        while crate::SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst) == started {
+        let tag = app.url.rsplit(':').next().unwrap().to_owned();
+        let slow = tokio::spawn(reqwest::get(format!("{}/api/test/slow?{tag}", app.url)));
+        // Shutdown begins once this request is in its handler, however busy the machine.
+        while !crate::slow_started().lock().unwrap().contains(&tag) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         app.begin_shutdown();
