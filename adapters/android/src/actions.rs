@@ -208,29 +208,29 @@ pub fn finish(
         error,
         now,
     )?;
-    if state == ActionState::Done && action.kind.ends_management() {
-        if let Some(device) = store::device(c, action.device_id)? {
-            if device.state != device_state::REMOVED {
-                store::set_device_state(
+    if state == ActionState::Done
+        && action.kind.ends_management()
+        && let Some(device) = store::device(c, action.device_id)?
+        && device.state != device_state::REMOVED
+    {
+        store::set_device_state(
+            c,
+            device.device_id,
+            device_state::REMOVED,
+            None,
+            to_millis(now),
+        )?;
+        // Other actions waiting for the device cannot reach it any more.
+        for other in store::open_actions_of(c, device.device_id)? {
+            if other.action_id != action.action_id {
+                finish(
+                    adapter,
                     c,
-                    device.device_id,
-                    device_state::REMOVED,
-                    None,
-                    to_millis(now),
+                    &other,
+                    ActionState::Failed,
+                    Some(("NOT_FOUND", "the device left management")),
+                    now,
                 )?;
-                // Other actions waiting for the device cannot reach it any more.
-                for other in store::open_actions_of(c, device.device_id)? {
-                    if other.action_id != action.action_id {
-                        finish(
-                            adapter,
-                            c,
-                            &other,
-                            ActionState::Failed,
-                            Some(("NOT_FOUND", "the device left management")),
-                            now,
-                        )?;
-                    }
-                }
             }
         }
     }

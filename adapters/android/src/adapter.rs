@@ -114,12 +114,11 @@ impl Adapter {
     /// The tenant's binding (enterprise and service account), cached briefly.
     pub async fn binding(&self, tenant: TenantId) -> Result<Binding, Error> {
         let ttl = Duration::from_secs(self.config.binding_cache_secs);
-        if let Ok(cache) = self.bindings.lock() {
-            if let Some((at, binding)) = cache.get(&tenant) {
-                if at.elapsed() < ttl {
-                    return Ok(binding.clone());
-                }
-            }
+        if let Ok(cache) = self.bindings.lock()
+            && let Some((at, binding)) = cache.get(&tenant)
+            && at.elapsed() < ttl
+        {
+            return Ok(binding.clone());
         }
         let answer: Result<AndroidBinding, ClientError> = self
             .client

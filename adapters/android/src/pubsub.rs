@@ -412,22 +412,21 @@ impl Jwks {
             let cache = self.cache.lock().ok()?;
             match cache.as_ref() {
                 Some((at, keys)) => {
-                    if let Some((_, key)) = keys.iter().find(|(id, _)| id == kid) {
-                        if at.elapsed() < self.ttl {
-                            return Some(key.clone());
-                        }
+                    if let Some((_, key)) = keys.iter().find(|(id, _)| id == kid)
+                        && at.elapsed() < self.ttl
+                    {
+                        return Some(key.clone());
                     }
                     at.elapsed() > Duration::from_secs(10)
                 }
                 None => true,
             }
         };
-        if fetch_allowed {
-            if let Some(keys) = self.fetch().await {
-                if let Ok(mut cache) = self.cache.lock() {
-                    *cache = Some((Instant::now(), keys));
-                }
-            }
+        if fetch_allowed
+            && let Some(keys) = self.fetch().await
+            && let Ok(mut cache) = self.cache.lock()
+        {
+            *cache = Some((Instant::now(), keys));
         }
         let cache = self.cache.lock().ok()?;
         cache

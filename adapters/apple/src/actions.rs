@@ -345,13 +345,13 @@ pub fn expire_due(
     // Commands first: each action's report once.
     let mut seen = std::collections::HashSet::new();
     for row in &commands {
-        if let Some(action) = row.action_id {
-            if seen.insert(action) {
-                let device: Option<DeviceId> = store::action(c, action)?.map(|a| a.device_id);
-                if let Some(device) = device {
-                    followup::expire_action(c, &apple.outbox, action, device, now)?;
-                    actions += 1;
-                }
+        if let Some(action) = row.action_id
+            && seen.insert(action)
+        {
+            let device: Option<DeviceId> = store::action(c, action)?.map(|a| a.device_id);
+            if let Some(device) = device {
+                followup::expire_action(c, &apple.outbox, action, device, now)?;
+                actions += 1;
             }
         }
     }

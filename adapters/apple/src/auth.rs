@@ -144,10 +144,10 @@ impl Authenticator {
         if let Some(signature) = headers.get(SIGNATURE_HEADER) {
             return self.verify_signature(signature.as_bytes(), body);
         }
-        if let Some(name) = &self.header {
-            if let Some(value) = headers.get(name.as_str()) {
-                return self.forwarded(value.as_bytes());
-            }
+        if let Some(name) = &self.header
+            && let Some(value) = headers.get(name.as_str())
+        {
+            return self.forwarded(value.as_bytes());
         }
         Err(AuthError::Missing)
     }
@@ -285,10 +285,10 @@ impl Authenticator {
         if root.not_after() < at || root.not_before() > at {
             return Err(AuthError::Expired);
         }
-        if let Some(ours) = &trust.ours {
-            if same_cert(ours, &root) {
-                return Ok(Issuer::Ours);
-            }
+        if let Some(ours) = &trust.ours
+            && same_cert(ours, &root)
+        {
+            return Ok(Issuer::Ours);
         }
         self.enterprise
             .iter()

@@ -512,10 +512,9 @@ fn mdm_profile_identifier(
     if let Some(profiles) = info
         .and_then(|i| i.profiles)
         .and_then(|p| serde_json::from_str::<Vec<Profile>>(&p).ok())
+        && let Some(mdm) = profiles.iter().find(|p| p.is_mdm())
     {
-        if let Some(mdm) = profiles.iter().find(|p| p.is_mdm()) {
-            return Ok(Some(mdm.identifier.clone()));
-        }
+        return Ok(Some(mdm.identifier.clone()));
     }
     let profile_id: Option<Option<Vec<u8>>> = apl_enrollments::table
         .find(&context.device_channel)
@@ -599,10 +598,10 @@ pub fn end_enrollment(
             )?;
         }
     }
-    if let EndCause::CheckOut(device) = cause {
-        if !completed_retire {
-            report_unenrolled(outbox, c, device, UnenrollReason::RemovedOnDevice, now)?;
-        }
+    if let EndCause::CheckOut(device) = cause
+        && !completed_retire
+    {
+        report_unenrolled(outbox, c, device, UnenrollReason::RemovedOnDevice, now)?;
     }
     Ok(keys)
 }

@@ -405,10 +405,10 @@ impl Channels {
         let key = channel.key.clone();
         if let Some(old) = self.by_key.get(&*key) {
             let old = lock(&old);
-            if let Some(cert) = old.cert_hash {
-                if Some(cert) != channel.cert_hash {
-                    self.by_cert.remove(&cert);
-                }
+            if let Some(cert) = old.cert_hash
+                && Some(cert) != channel.cert_hash
+            {
+                self.by_cert.remove(&cert);
             }
         }
         let cert = channel.cert_hash;

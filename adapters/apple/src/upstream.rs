@@ -102,10 +102,9 @@ impl Upstream {
             .lock()
             .ok()
             .and_then(|m| m.get(&tenant).cloned())
+            && at.elapsed() < PUSH_CERT_TTL
         {
-            if at.elapsed() < PUSH_CERT_TTL {
-                return Ok(cert);
-            }
+            return Ok(cert);
         }
         let path = format!("/tenants/{tenant}/apple/pushCertificate");
         let mut answer = self

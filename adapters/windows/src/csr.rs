@@ -319,10 +319,11 @@ fn device_id(attributes: &[u8]) -> Result<Option<String>, CsrError> {
 /// The DeviceID extension holds the text itself (Windows) or a DER string around it.
 fn extension_text(content: &[u8]) -> String {
     let mut inner = Reader::new(content);
-    if let Ok(tlv) = inner.next() {
-        if inner.is_empty() && matches!(tlv.tag, 0x0c | 0x13 | 0x16 | 0x1e | OCTET_STRING) {
-            return string_value(&tlv).trim().to_owned();
-        }
+    if let Ok(tlv) = inner.next()
+        && inner.is_empty()
+        && matches!(tlv.tag, 0x0c | 0x13 | 0x16 | 0x1e | OCTET_STRING)
+    {
+        return string_value(&tlv).trim().to_owned();
     }
     String::from_utf8_lossy(content)
         .trim_end_matches('\0')

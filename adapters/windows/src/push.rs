@@ -94,12 +94,11 @@ impl Push {
     async fn access_token(&self, refresh: bool) -> Result<String, PushOutcome> {
         let now = self.clock.now().timestamp_millis();
         let mut token = self.token.lock().await;
-        if !refresh {
-            if let Some((value, expires)) = token.as_ref() {
-                if *expires > now {
-                    return Ok(value.clone());
-                }
-            }
+        if !refresh
+            && let Some((value, expires)) = token.as_ref()
+            && *expires > now
+        {
+            return Ok(value.clone());
         }
         let form = [
             ("grant_type", "client_credentials"),

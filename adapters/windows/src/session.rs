@@ -178,13 +178,14 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
     } else {
         adapter.sessions.take(device_id, &header.session_id, now)
     };
-    if header.msg_id != 1 && header.msg_id == session.last_msg_id {
-        if let Some(answer) = session.last_answer.clone() {
-            adapter
-                .sessions
-                .put(device_id, &header.session_id, session, now);
-            return syncml(answer.as_str());
-        }
+    if header.msg_id != 1
+        && header.msg_id == session.last_msg_id
+        && let Some(answer) = session.last_answer.clone()
+    {
+        adapter
+            .sessions
+            .put(device_id, &header.session_id, session, now);
+        return syncml(answer.as_str());
     }
     if header.msg_id != 1 && header.msg_id < session.last_msg_id {
         adapter
@@ -571,27 +572,26 @@ fn take_value(
         *channel_seen = Some((!uri.is_empty()).then(|| uri.to_owned()));
         return;
     }
-    if command.verb == Verb::Results {
-        if let Some(cmd_ref) = command.cmd_ref.as_deref() {
-            if let Ok(id) = Uuid::parse_str(cmd_ref) {
-                // The answer to a Get the server queued (NewPINValue): kept sealed, never logged.
-                let sealed = adapter
-                    .secrets
-                    .seal(crate::RESULT_PURPOSE, data.trim().as_bytes())
-                    .ok();
-                match effects.completions.iter_mut().find(|c| c.id == id) {
-                    Some(completion) => completion.sealed_result = sealed,
-                    None => effects.completions.push(Completion {
-                        id,
-                        cmd_id: cmd_ref.to_owned(),
-                        code: "200".into(),
-                        state: ActionState::Done,
-                        sealed_result: sealed,
-                    }),
-                }
-                return;
-            }
+    if command.verb == Verb::Results
+        && let Some(cmd_ref) = command.cmd_ref.as_deref()
+        && let Ok(id) = Uuid::parse_str(cmd_ref)
+    {
+        // The answer to a Get the server queued (NewPINValue): kept sealed, never logged.
+        let sealed = adapter
+            .secrets
+            .seal(crate::RESULT_PURPOSE, data.trim().as_bytes())
+            .ok();
+        match effects.completions.iter_mut().find(|c| c.id == id) {
+            Some(completion) => completion.sealed_result = sealed,
+            None => effects.completions.push(Completion {
+                id,
+                cmd_id: cmd_ref.to_owned(),
+                code: "200".into(),
+                state: ActionState::Done,
+                sealed_result: sealed,
+            }),
         }
+        return;
     }
     gathered.add(loc, data);
 }
@@ -882,11 +882,11 @@ impl Work {
             if !succeeded {
                 // The later steps of a failed action are not sent.
                 for later in db::commands_of_action(c, action)? {
-                    if later.step > row.step && command_state::OPEN.contains(&later.state.as_str())
+                    if later.step > row.step
+                        && command_state::OPEN.contains(&later.state.as_str())
+                        && let Ok(id) = Uuid::from_slice(&later.id)
                     {
-                        if let Ok(id) = Uuid::from_slice(&later.id) {
-                            applied.finished.push(id);
-                        }
+                        applied.finished.push(id);
                     }
                 }
                 db::end_later_steps(c, action, row.step, command_state::CANCELED, now)?;

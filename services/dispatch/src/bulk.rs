@@ -150,38 +150,38 @@ pub async fn work(dispatcher: &Dispatcher, shutdown: &Shutdown) -> Result<()> {
 }
 
 async fn run_job(d: &Dispatcher, mut job: BulkJobRow) -> Result<()> {
-    if job.state == ACCEPTED {
-        if let Some(filter) = job.filter.as_deref() {
-            let filter: DeviceFilter = serde_json::from_str(filter).unwrap_or_default();
-            let found: DevicesSelectResponse = d
-                .client
-                .post(
-                    Service::Inventory,
-                    "/devices/select",
-                    &DevicesSelect {
-                        tenant_id: job.tenant_id,
-                        filter,
-                    },
-                )
-                .await?;
-            let devices: Vec<DeviceId> = found.device_ids.into_iter().take(MAX_DEVICES).collect();
-            let (id, now) = (job.id, d.clock.now());
-            let total = i32::try_from(devices.len()).unwrap_or(i32::MAX);
-            d.store
-                .write(move |c| {
-                    insert_targets(c, id, &devices)?;
-                    diesel::update(dsp_bulk_jobs::table.find(id))
-                        .set((
-                            dsp_bulk_jobs::total.eq(total),
-                            dsp_bulk_jobs::state.eq("running"),
-                            dsp_bulk_jobs::updated_at.eq(to_millis(now)),
-                        ))
-                        .execute(c)?;
-                    Ok::<_, Error>(())
-                })
-                .await?;
-            job.total = total;
-        }
+    if job.state == ACCEPTED
+        && let Some(filter) = job.filter.as_deref()
+    {
+        let filter: DeviceFilter = serde_json::from_str(filter).unwrap_or_default();
+        let found: DevicesSelectResponse = d
+            .client
+            .post(
+                Service::Inventory,
+                "/devices/select",
+                &DevicesSelect {
+                    tenant_id: job.tenant_id,
+                    filter,
+                },
+            )
+            .await?;
+        let devices: Vec<DeviceId> = found.device_ids.into_iter().take(MAX_DEVICES).collect();
+        let (id, now) = (job.id, d.clock.now());
+        let total = i32::try_from(devices.len()).unwrap_or(i32::MAX);
+        d.store
+            .write(move |c| {
+                insert_targets(c, id, &devices)?;
+                diesel::update(dsp_bulk_jobs::table.find(id))
+                    .set((
+                        dsp_bulk_jobs::total.eq(total),
+                        dsp_bulk_jobs::state.eq("running"),
+                        dsp_bulk_jobs::updated_at.eq(to_millis(now)),
+                    ))
+                    .execute(c)?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        job.total = total;
     }
     let parameters: BulkParameters = serde_json::from_str(&job.params).unwrap_or_default();
     let requester = requester(&job);

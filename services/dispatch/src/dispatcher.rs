@@ -187,26 +187,26 @@ impl Dispatcher {
         self.requests
             .with_label_values(&[kind.as_str(), label])
             .inc();
-        if let (Err(error), Requester::Caller { caller, .. }) = (&outcome, &requester) {
-            if let Some(code) = error.code().filter(|c| *c != ErrorCode::NotFound) {
-                let event = audit::on_device(
-                    audit::refused(
-                        audit::event(
-                            caller,
-                            self.clock.now(),
-                            &format!("device.{kind}"),
-                            "device",
-                            device,
-                        ),
-                        code.as_str(),
+        if let (Err(error), Requester::Caller { caller, .. }) = (&outcome, &requester)
+            && let Some(code) = error.code().filter(|c| *c != ErrorCode::NotFound)
+        {
+            let event = audit::on_device(
+                audit::refused(
+                    audit::event(
+                        caller,
+                        self.clock.now(),
+                        &format!("device.{kind}"),
+                        "device",
+                        device,
                     ),
-                    device,
-                );
-                let _ = self
-                    .store
-                    .write(move |c| audit_trail::insert(c, &[event]))
-                    .await;
-            }
+                    code.as_str(),
+                ),
+                device,
+            );
+            let _ = self
+                .store
+                .write(move |c| audit_trail::insert(c, &[event]))
+                .await;
         }
         outcome
     }
@@ -223,10 +223,9 @@ impl Dispatcher {
             caller,
             self_service: true,
         } = requester
+            && (record.user_id.is_none() || record.user_id != caller.user_id)
         {
-            if record.user_id.is_none() || record.user_id != caller.user_id {
-                return Err(Error::NotFound("device"));
-            }
+            return Err(Error::NotFound("device"));
         }
         let policy = self.policy.get(tenant).await?;
         let licensed = self
@@ -310,13 +309,13 @@ pub fn check(
             capability::check(kind, &requested.options(), &unlicensed_free, &who)?;
         }
     }
-    if let Some(code) = &requested.mac_os_unlock_code {
-        if !pins::is_valid(code) {
-            return Err(Error::refused(
-                ErrorCode::ValidationFailed,
-                "macOsUnlockCode must be six digits",
-            ));
-        }
+    if let Some(code) = &requested.mac_os_unlock_code
+        && !pins::is_valid(code)
+    {
+        return Err(Error::refused(
+            ErrorCode::ValidationFailed,
+            "macOsUnlockCode must be six digits",
+        ));
     }
     Ok(())
 }

@@ -188,15 +188,14 @@ pub async fn evaluate(
     let mut wanted: BTreeMap<TenantId, (BTreeSet<UserId>, BTreeSet<mdm_domain::DeviceId>)> =
         BTreeMap::new();
     for check in &checks {
-        if let Some(user) = check.user_id.and_then(|id| users.get(&id)) {
-            if user.tenant_id == check.tenant_id
-                && user.licensed
-                && tenant_facts.contains_key(&check.tenant_id)
-            {
-                let entry = wanted.entry(check.tenant_id).or_default();
-                entry.0.insert(user.id);
-                entry.1.extend(check.device_id);
-            }
+        if let Some(user) = check.user_id.and_then(|id| users.get(&id))
+            && user.tenant_id == check.tenant_id
+            && user.licensed
+            && tenant_facts.contains_key(&check.tenant_id)
+        {
+            let entry = wanted.entry(check.tenant_id).or_default();
+            entry.0.insert(user.id);
+            entry.1.extend(check.device_id);
         }
     }
     let mut held: HashMap<UserId, u32> = HashMap::new();
@@ -221,10 +220,10 @@ pub async fn evaluate(
                 .and_then(|id| held.get(&id).copied())
                 .unwrap_or(0);
             let decision = decide(check, tenant_facts.get(&check.tenant_id), user, slots);
-            if decision.allowed {
-                if let Some(id) = check.user_id {
-                    *held.entry(id).or_default() += 1;
-                }
+            if decision.allowed
+                && let Some(id) = check.user_id
+            {
+                *held.entry(id).or_default() += 1;
             }
             decision
         })

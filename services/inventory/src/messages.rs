@@ -75,10 +75,10 @@ fn facts_reported(
 
 /// A Windows device names the Autopilot registration with its serial number.
 fn link_autopilot(c: &mut DbConnection, row: &DeviceRow) -> Result<(), HandlerError> {
-    if row.platform == Platform::Windows {
-        if let Some(serial) = &row.serial_number {
-            autopilot::link(c, row.tenant_id, row.id, serial)?;
-        }
+    if row.platform == Platform::Windows
+        && let Some(serial) = &row.serial_number
+    {
+        autopilot::link(c, row.tenant_id, row.id, serial)?;
     }
     Ok(())
 }

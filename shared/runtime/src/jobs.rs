@@ -187,10 +187,8 @@ impl Job {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
-        if held {
-            if let Err(error) = leases.release(self.name).await {
-                tracing::warn!(job = self.name, %error, "job lease not released");
-            }
+        if held && let Err(error) = leases.release(self.name).await {
+            tracing::warn!(job = self.name, %error, "job lease not released");
         }
     }
 }

@@ -267,9 +267,10 @@ impl Application {
         self.context.shutdown.clone()
     }
 
-    /// Serves until shutdown is triggered, then: readiness turns 503, after the drain
-    /// delay the listeners stop accepting and requests in flight finish (within the
-    /// shutdown timeout), and background work stops.
+    /// Serves until shutdown is triggered, then: readiness turns 503; after the drain
+    /// delay the public listener stops accepting and its requests in flight finish (within
+    /// the shutdown timeout); then the relay and the internal listener stop, and the other
+    /// background work.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             context,
@@ -285,7 +286,15 @@ impl Application {
         let internal_handle = internal.handle();
         let servers = tokio::spawn(async move { tokio::try_join!(public, internal) });
 
-        let workers = tokio::spawn(start_background(context.clone(), jobs, tasks));
+        // The relay outlives the public listener's requests: they enqueue messages to the
+        // end, and their answers promise that those messages are on their way.
+        let relay_stop = Shutdown::new();
+        let workers = tokio::spawn(start_background(
+            context.clone(),
+            jobs,
+            tasks,
+            relay_stop.clone(),
+        ));
 
         shutdown.wait().await;
         readiness.begin_shutdown();
@@ -294,8 +303,12 @@ impl Application {
         if !drain.is_zero() {
             tokio::time::sleep(drain).await;
         }
-        // Stop accepting; let requests in flight finish.
-        tokio::join!(public_handle.stop(true), internal_handle.stop(true));
+        // Stop accepting; let requests in flight finish. Public requests call other
+        // services through the internal listener until they are done, so it stops after
+        // them (and after the relay, whose last delivery may be to this process).
+        public_handle.stop(true).await;
+        relay_stop.trigger();
+        internal_handle.stop(true).await;
         match servers.await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::error!(%error, "listener failed"),
@@ -310,9 +323,14 @@ impl Application {
     }
 }
 
-/// Applies migrations (when configured), then runs the outbox relay, the jobs and the
-/// tasks until shutdown. Nothing starts before the schema is in place.
-async fn start_background(context: Context, jobs: Vec<Job>, tasks: Vec<Task>) {
+/// Applies migrations (when configured), then runs the jobs and the tasks until shutdown
+/// and the outbox relay until `relay_stop`. Nothing starts before the schema is in place.
+async fn start_background(
+    context: Context,
+    jobs: Vec<Job>,
+    tasks: Vec<Task>,
+    relay_stop: Shutdown,
+) {
     let shutdown = context.shutdown.clone();
     if !wait_for_schema(&context).await {
         return;
@@ -327,7 +345,7 @@ async fn start_background(context: Context, jobs: Vec<Job>, tasks: Vec<Task>) {
     );
     let mut running = Vec::new();
     if context.config.outbox.relay {
-        running.push(tokio::spawn(relay.run(shutdown.clone())));
+        running.push(tokio::spawn(relay.run(relay_stop)));
     }
     for job in jobs.into_iter().chain([housekeeping(&context)]) {
         let leases = context.leases.clone();

@@ -14,6 +14,17 @@ use crate::crypto::{SecretBox, random_token};
 use crate::server::{Application, Context, Module};
 use crate::shutdown::Shutdown;
 
+/// A client for talking to test servers. It drops idle connections after 0.5 s, well
+/// before the servers' 2 s keep-alive closes them: a client that keeps them longer (the
+/// default is 90 s) sometimes sends a request on a connection at the moment the server
+/// closes it, and a POST is not retried (`IncompleteMessage`).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap_or_else(|e| panic!("no HTTP client: {e}"))
+}
+
 /// The configuration tests start from: loopback on free ports, one worker, quick outbox.
 pub fn test_config(database_url: &str, data_dir: &std::path::Path) -> RuntimeConfig {
     let mut config = RuntimeConfig {
@@ -117,7 +128,7 @@ impl TestApp {
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_until_ready(&self) {
-        let client = reqwest::Client::new();
+        let client = http_client();
         for _ in 0..400 {
             let ready = client.get(format!("{}/readyz", self.url)).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {

@@ -116,12 +116,12 @@ impl Discovery {
             if spec.get("location").and_then(Value::as_str) != Some("query") {
                 return Err(format!("Parameter '{name}' is not a query parameter."));
             }
-            if let Some(values) = spec.get("enum").and_then(Value::as_array) {
-                if !values.iter().any(|v| v.as_str() == Some(value)) {
-                    return Err(format!(
-                        "Invalid value at '{name}', \"{value}\" is not a valid enum value."
-                    ));
-                }
+            if let Some(values) = spec.get("enum").and_then(Value::as_array)
+                && !values.iter().any(|v| v.as_str() == Some(value))
+            {
+                return Err(format!(
+                    "Invalid value at '{name}', \"{value}\" is not a valid enum value."
+                ));
             }
             if spec.get("type").and_then(Value::as_str) == Some("boolean")
                 && value != "true"
@@ -216,10 +216,10 @@ impl Discovery {
                 let Some(text) = value.as_str() else {
                     return mismatch("TYPE_STRING");
                 };
-                if let Some(values) = spec.get("enum").and_then(Value::as_array) {
-                    if !values.iter().any(|v| v.as_str() == Some(text)) {
-                        return Err(format!("Invalid value at '{at}' (TYPE_ENUM), \"{text}\""));
-                    }
+                if let Some(values) = spec.get("enum").and_then(Value::as_array)
+                    && !values.iter().any(|v| v.as_str() == Some(text))
+                {
+                    return Err(format!("Invalid value at '{at}' (TYPE_ENUM), \"{text}\""));
                 }
                 match spec.get("format").and_then(Value::as_str) {
                     Some("int64" | "uint64") if text.parse::<i128>().is_err() => {

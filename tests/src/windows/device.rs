@@ -224,6 +224,8 @@ impl WindowsDevice {
     pub fn with_key(server: &str, cert_header: &str, edition: Edition, key: PKey<Private>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            // Idle connections go before the test servers' 2 s keep-alive closes them.
+            .pool_idle_timeout(std::time::Duration::from_millis(500))
             .build()
             .unwrap_or_default();
         Self::with_client(server, cert_header, edition, key, http)
@@ -300,13 +302,11 @@ impl WindowsDevice {
             .header("Content-Type", "application/soap+xml; charset=utf-8")
             .header("User-Agent", "ENROLLClient")
             .body(body);
-        if with_cert {
-            if let Some(enrollment) = &self.enrollment {
-                request = request.header(
-                    &self.cert_header,
-                    self.cert_header_value(&enrollment.certificate)?,
-                );
-            }
+        if with_cert && let Some(enrollment) = &self.enrollment {
+            request = request.header(
+                &self.cert_header,
+                self.cert_header_value(&enrollment.certificate)?,
+            );
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
@@ -1208,12 +1208,13 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 3 <= bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

@@ -221,11 +221,11 @@ impl Amapi {
     ) -> Result<serde_json::Value, AmapiError> {
         let project = &account.project_id;
         let now = self.inner.clock.now();
-        if let Some(until) = self.cooling_until(project) {
-            if now < until {
-                let left = (until - now).to_std().unwrap_or_default();
-                return Err(AmapiError::CoolingDown(left));
-            }
+        if let Some(until) = self.cooling_until(project)
+            && now < until
+        {
+            let left = (until - now).to_std().unwrap_or_default();
+            return Err(AmapiError::CoolingDown(left));
         }
         let mut fresh = false;
         loop {

@@ -44,13 +44,12 @@ impl Drop for Permit {
         let Some(log) = &self.log else {
             return;
         };
-        if let Ok(mut log) = log.lock() {
-            if let Some(entry) = log
+        if let Ok(mut log) = log.lock()
+            && let Some(entry) = log
                 .get_mut(&self.project)
                 .and_then(|entries| entries.iter_mut().find(|e| e.id == self.id))
-            {
-                entry.answered = Some(Instant::now());
-            }
+        {
+            entry.answered = Some(Instant::now());
         }
     }
 }

@@ -170,7 +170,7 @@ impl Harness {
             received,
             enrollment,
             pauses,
-            http: reqwest::Client::new(),
+            http: mdm_runtime::testing::http_client(),
         }
     }
 

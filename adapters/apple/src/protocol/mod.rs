@@ -190,10 +190,10 @@ impl ChannelId {
             (None, None, Some(short)) => Some(short.clone()),
             (None, None, None) => None,
         };
-        if let Some(user) = &user {
-            if !valid(user) {
-                return Err(ProtocolError::Invalid("user identifier"));
-            }
+        if let Some(user) = &user
+            && !valid(user)
+        {
+            return Err(ProtocolError::Invalid("user identifier"));
         }
         Ok(Self {
             device,

@@ -163,7 +163,7 @@ impl Harness {
             user_token,
             user_id,
             topic,
-            http: reqwest::Client::new(),
+            http: mdm_runtime::testing::http_client(),
             _dir: dir,
         }
     }

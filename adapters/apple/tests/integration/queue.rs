@@ -108,7 +108,7 @@ test_on_both_backends! {
         let lock = h.deliver(id, ActionKind::RemoteLock, ActionParams::default()).await;
         h.push_and_poll(&mut iphone, 3).await;
         h.report(lock, ActionState::Done).await;
-        let response = reqwest::Client::new()
+        let response = mdm_runtime::testing::http_client()
             .post(format!("{}/internal/v1/apple/actions/{lock}/cancel", h.app.internal_url))
             .bearer_auth(h.app.context.config.security.service_token.as_ref().unwrap().expose())
             .send()

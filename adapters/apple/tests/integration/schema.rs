@@ -49,10 +49,10 @@ fn check(keys: &Yaml, dict: &plist::Dictionary, path: &str) -> Vec<String> {
             problems.push(format!("{path}{name}: expected {expected}, got {value:?}"));
             continue;
         }
-        if let (Some(range), Some(text)) = (spec["rangelist"].as_sequence(), value.as_string()) {
-            if !range.iter().any(|r| r.as_str() == Some(text)) {
-                problems.push(format!("{path}{name}: {text} not in {range:?}"));
-            }
+        if let (Some(range), Some(text)) = (spec["rangelist"].as_sequence(), value.as_string())
+            && !range.iter().any(|r| r.as_str() == Some(text))
+        {
+            problems.push(format!("{path}{name}: {text} not in {range:?}"));
         }
         if let Some(items) = value.as_array() {
             let item_type = spec["subkeys"][0]["type"].as_str().unwrap_or("<any>");
@@ -64,10 +64,9 @@ fn check(keys: &Yaml, dict: &plist::Dictionary, path: &str) -> Vec<String> {
                 if let (Some(allowed), Some(text)) = (
                     spec["subkeys"][0]["subkeys"].as_sequence(),
                     item.as_string(),
-                ) {
-                    if !allowed.iter().any(|a| a["key"].as_str() == Some(text)) {
-                        problems.push(format!("{path}{name}[]: {text} is not a known value"));
-                    }
+                ) && !allowed.iter().any(|a| a["key"].as_str() == Some(text))
+                {
+                    problems.push(format!("{path}{name}[]: {text} is not a known value"));
                 }
             }
         }

@@ -107,7 +107,7 @@ impl Harness {
             fixture,
             adapter,
             wns,
-            http: reqwest::Client::new(),
+            http: mdm_runtime::testing::http_client(),
         }
     }
 

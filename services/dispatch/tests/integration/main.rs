@@ -111,7 +111,7 @@ impl Harness {
         Self {
             app,
             fakes,
-            http: reqwest::Client::new(),
+            http: mdm_runtime::testing::http_client(),
             tenant,
             admin,
             operator,

@@ -118,7 +118,7 @@ test_on_both_backends! {
         )
         .await;
         let credential = again.context.config.security.service_token.clone().unwrap();
-        let after: Value = reqwest::Client::new()
+        let after: Value = mdm_runtime::testing::http_client()
             .get(format!("{}/internal/v1/enrollment/ca/certificate", again.internal_url))
             .bearer_auth(credential.expose())
             .send()

@@ -72,7 +72,7 @@ impl Harness {
         Self {
             app,
             operator,
-            http: reqwest::Client::new(),
+            http: mdm_runtime::testing::http_client(),
             fakes,
         }
     }

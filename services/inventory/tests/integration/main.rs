@@ -86,7 +86,7 @@ impl Harness {
         app.wait_until_ready().await;
         Self {
             app,
-            http: reqwest::Client::new(),
+            http: mdm_runtime::testing::http_client(),
             fakes,
         }
     }

@@ -74,7 +74,7 @@ pub async fn enrollment_token(client: &ApiClient) -> Result<String, CliError> {
 
 /// Provisions the `n`th device (Pixels and Galaxies in turn) with `token`.
 pub async fn enrol(google: &MockGoogle, token: &str, n: u32) -> Result<SimulatedDevice, CliError> {
-    let hardware = if n % 2 == 0 {
+    let hardware = if n.is_multiple_of(2) {
         Hardware::pixel()
     } else {
         Hardware::samsung()

@@ -27,7 +27,7 @@ async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
 test_on_both_backends! {
     async fn errors_are_problem_json(db) {
         let app = app(db).await;
-        let http = reqwest::Client::new();
+        let http = mdm_runtime::testing::http_client();
 
         let (status, body) = problem(http.get(format!("{}/no/such/thing", app.url)).send().await.unwrap()).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
@@ -52,7 +52,10 @@ test_on_both_backends! {
         assert_eq!((status, body["code"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_media_type")));
 
         let huge = json!({ "text": "x".repeat(300 * 1024) });
-        let (status, body) = problem(http.post(&echo).json(&huge).send().await.unwrap()).await;
+        let refused = http.post(&echo).json(&huge).send().await.unwrap();
+        // The body went unread: the client must not send another request on this connection.
+        assert_eq!(refused.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+        let (status, body) = problem(refused).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
 
         let ok = http.post(&echo).json(&json!({"text": "hello"})).send().await.unwrap();
@@ -65,7 +68,7 @@ test_on_both_backends! {
 test_on_both_backends! {
     async fn metrics_count_requests_by_route(db) {
         let app = app(db).await;
-        let http = reqwest::Client::new();
+        let http = mdm_runtime::testing::http_client();
         for _ in 0..3 {
             http.post(format!("{}/api/test/echo", app.url)).json(&json!({"text": "x"})).send().await.unwrap();
         }
@@ -84,7 +87,7 @@ test_on_both_backends! {
 test_on_both_backends! {
     async fn the_internal_listener_wants_the_service_credential(db) {
         let app = app(db).await;
-        let http = reqwest::Client::new();
+        let http = mdm_runtime::testing::http_client();
         let url = format!("{}/internal/v1/inventory/messages", app.internal_url);
         let batch = json!({ "producer": "dispatch", "messages": [] });
 
@@ -109,7 +112,7 @@ test_on_both_backends! {
 test_on_both_backends! {
     async fn idempotency_keys_replay_the_first_answer(db) {
         let app = app(db).await;
-        let http = reqwest::Client::new();
+        let http = mdm_runtime::testing::http_client();
         let url = format!("{}/api/test/counter", app.url);
         let key = format!("key-{}", uuid::Uuid::new_v4());
 

@@ -3,15 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::{HttpResponse, web};
 use mdm_api::Service;
+use mdm_api::internal::{Envelope, Message, MessageBatch};
 use mdm_runtime::testing::{TestApp, test_config};
-use mdm_runtime::{Application, ManualClock};
+use mdm_runtime::{Application, Context, ManualClock, Module};
 use mdm_store::test_on_both_backends;
 use mdm_store::testing::{TestBackend, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use crate::{Behaviour, Receiver, modules};
+use crate::{Behaviour, Ping, Receiver, modules};
 
 async fn readyz(url: &str) -> (StatusCode, Value) {
     let response = reqwest::get(format!("{url}/readyz")).await.unwrap();
@@ -104,6 +107,67 @@ test_on_both_backends! {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.text().await.unwrap(), "finished");
 
+        app.stop().await;
+    }
+}
+
+/// A public route that, like the services' handlers, calls another service's internal
+/// API at the end of its work: after 1.5 s it delivers a ping to the receiver.
+fn calling_module(context: &Context) -> Module {
+    let client = context.client.clone();
+    Module::new(Service::Dispatch).public(move |cfg| {
+        let client = client.clone();
+        cfg.service(web::resource("/api/test/slow-call").get(
+            move |req: actix_web::HttpRequest| {
+                let client = client.clone();
+                async move {
+                    let tag = req.query_string().to_owned();
+                    crate::slow_started().lock().unwrap().push(tag.clone());
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let batch = MessageBatch {
+                        producer: Service::Dispatch,
+                        messages: vec![Envelope {
+                            key: tag,
+                            kind: Ping::KIND.into(),
+                            ordering_key: None,
+                            payload: RawValue::from_string(r#"{"n":1}"#.into()).unwrap(),
+                        }],
+                    };
+                    match client.deliver(Service::Inventory, &batch).await {
+                        Ok(_) => HttpResponse::Ok().body("finished"),
+                        Err(error) => HttpResponse::ServiceUnavailable().body(error.to_string()),
+                    }
+                }
+            },
+        ));
+    })
+}
+
+test_on_both_backends! {
+    async fn requests_in_flight_reach_other_services_while_draining(db) {
+        let receiver = Receiver::new(Behaviour::Apply);
+        let probe = modules(&receiver);
+        let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 1, move |context| {
+            let mut all = probe(context)?;
+            all.push(calling_module(context));
+            Ok(all)
+        })
+        .await;
+        app.wait_until_ready().await;
+
+        let tag = format!("call-{}", app.url.rsplit(':').next().unwrap());
+        let slow = tokio::spawn(reqwest::get(format!("{}/api/test/slow-call?{tag}", app.url)));
+        while !crate::slow_started().lock().unwrap().contains(&tag) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app.begin_shutdown();
+
+        // The call to the internal listener comes after the drain delay, when the public
+        // listener has stopped accepting: the internal one still answers it.
+        let response = slow.await.unwrap().unwrap();
+        let status = response.status();
+        assert_eq!(status, StatusCode::OK, "{}", response.text().await.unwrap());
+        assert_eq!(receiver.applied(), 1);
         app.stop().await;
     }
 }
