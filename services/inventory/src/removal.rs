@@ -74,8 +74,11 @@ pub fn request_delete(
 }
 
 /// Deletes the records of these devices with their directory records and group
-/// memberships, and forgets them in Autopilot registrations. Answers the devices that
-/// were there.
+/// memberships, and forgets them in Autopilot registrations. Answers the devices this
+/// transaction removed: the rows come from the `DELETE` itself, so when two transactions
+/// remove one device at once (a clean-up whose lease changed hands, or a completed delete
+/// meeting a clean-up) only the one whose delete took the row counts it and tells the
+/// others; the second finds nothing to do.
 pub fn remove_records(
     conn: &mut DbConnection,
     ids: &[DeviceId],
@@ -83,19 +86,15 @@ pub fn remove_records(
     let mut rows = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_QUERY) {
         rows.extend(
-            inv_devices::table
-                .filter(inv_devices::id.eq_any(chunk))
-                .select(DeviceRow::as_select())
-                .load(conn)?,
+            diesel::delete(inv_devices::table.filter(inv_devices::id.eq_any(chunk)))
+                .returning(inv_devices::all_columns)
+                .get_results::<DeviceRow>(conn)?,
         );
     }
     let found: Vec<DeviceId> = rows.iter().map(|r| r.id).collect();
     groups::remove_devices_everywhere(conn, &found)?;
     directory::remove_for_devices(conn, &found)?;
     autopilot::unlink(conn, &found)?;
-    for chunk in found.chunks(IDS_PER_QUERY) {
-        diesel::delete(inv_devices::table.filter(inv_devices::id.eq_any(chunk))).execute(conn)?;
-    }
     Ok(rows)
 }
 
@@ -125,4 +124,95 @@ pub fn tell_adapters(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    use diesel::{Connection, PgConnection};
+    use mdm_domain::{EnrollmentId, ManagementState, Ownership, Platform};
+    use mdm_store::testing::{TestBackend, TestDatabase};
+
+    use super::*;
+
+    fn device(id: DeviceId) -> DeviceRow {
+        DeviceRow {
+            id,
+            tenant_id: TenantId::new(),
+            enrollment_id: EnrollmentId::new(),
+            platform: Platform::Ios,
+            os_version: None,
+            ownership: Ownership::Company,
+            management_mode: None,
+            management_state: ManagementState::Managed,
+            user_id: None,
+            user_principal_name: None,
+            device_name: None,
+            model: None,
+            manufacturer: None,
+            serial_number: None,
+            imei: None,
+            is_passcode_present: None,
+            is_supervised: None,
+            is_encrypted: None,
+            directory_joined: false,
+            identity_certificate_expires_at: None,
+            enrolled_at: 0,
+            last_sync_at: None,
+            state_changed_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// Two transactions remove one device at once on PostgreSQL (SQLite has one writer):
+    /// the second reads the row before the first commits, then waits on its lock. Only
+    /// the first may count the removal (and tell the device's adapter).
+    #[tokio::test]
+    async fn a_device_removed_by_two_transactions_at_once_is_removed_by_one() {
+        let Some(db) = TestDatabase::new(TestBackend::Postgres).await else {
+            return;
+        };
+        let url = db.url().to_owned();
+        let id = DeviceId::new();
+        let (first, second) = tokio::task::spawn_blocking(move || {
+            let connect = |url: &str| {
+                DbConnection::Pg(
+                    PgConnection::establish(url).unwrap_or_else(|e| panic!("connect: {e}")),
+                )
+            };
+            let mut conn = connect(&url);
+            diesel::insert_into(inv_devices::table)
+                .values(&device(id))
+                .execute(&mut conn)
+                .unwrap();
+            let mut watcher = PgConnection::establish(&url).unwrap();
+            conn.transaction(|c| {
+                let first = remove_records(c, &[id])?;
+                let other = url.clone();
+                let second = std::thread::spawn(move || {
+                    connect(&other)
+                        .transaction(|c| remove_records(c, &[id]))
+                        .unwrap()
+                });
+                // Commit only once the second transaction waits for this one's row lock.
+                let waiting = "SELECT count(*) FROM pg_stat_activity \
+                               WHERE datname = current_database() AND wait_event_type = 'Lock'";
+                while diesel::select(sql::<BigInt>(&format!("({waiting})")))
+                    .get_result::<i64>(&mut watcher)?
+                    == 0
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok::<_, StoreError>((first, second))
+            })
+            .map(|(first, second)| (first, second.join().unwrap()))
+            .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(first.len(), 1, "the first transaction removed the device");
+        assert!(second.is_empty(), "the second found nothing left to remove");
+        drop(db);
+    }
 }

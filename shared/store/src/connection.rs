@@ -116,11 +116,11 @@ impl DatabaseUrl {
 /// Applied to every SQLite connection. WAL lets readers run beside the one writer;
 /// `synchronous = NORMAL` is durable across process crashes in WAL mode (only a power
 /// loss can drop the last transactions); the busy timeout covers a second process such as
-/// `mdm migrate`.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+/// `mdm migrate` or a CLI command, and comes first, since switching to WAL needs a lock too.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000;
+PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
-PRAGMA busy_timeout = 10000;
 PRAGMA temp_store = MEMORY;";
 
 impl fmt::Debug for DatabaseUrl {

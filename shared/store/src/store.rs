@@ -63,12 +63,11 @@ impl Store {
     /// directory is created.
     pub fn open(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
         let url = DatabaseUrl::parse(url).map_err(|e| StoreError::Config(e.to_string()))?;
-        if let DatabaseUrl::Sqlite(path) = &url {
-            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Config(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
+        if let DatabaseUrl::Sqlite(path) = &url
+            && let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
         let build = |size: u32| {
             Pool::builder()
@@ -141,7 +140,10 @@ impl Store {
         E: From<StoreError> + From<diesel::result::Error>,
     {
         let mut conn = self.writer()?;
-        (*conn).transaction(f)
+        match &mut *conn {
+            DbConnection::Sqlite(_) => immediate_transaction(&mut conn, f),
+            DbConnection::Pg(_) => (*conn).transaction(f),
+        }
     }
 
     /// [`Store::read`] for code that already runs on a blocking thread.
@@ -203,6 +205,37 @@ impl Store {
             .unwrap_or(&self.inner.readers)
             .get()
             .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// A SQLite transaction that takes the write lock when it begins (`BEGIN IMMEDIATE`), as
+/// diesel's `SqliteConnection::immediate_transaction` does, but handing `f` the shared
+/// connection type. A deferred transaction that reads and then writes cannot wait for
+/// another process's write (the `mdm` CLI beside a running server): SQLite answers
+/// "database is locked" at once instead of honouring the busy timeout, since the snapshot
+/// it read may be stale. An immediate one waits for the lock up to the busy timeout.
+fn immediate_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    fn sqlite(conn: &mut DbConnection) -> &mut diesel::SqliteConnection {
+        match conn {
+            DbConnection::Sqlite(c) => c,
+            DbConnection::Pg(_) => unreachable!("called on SQLite connections only"),
+        }
+    }
+    AnsiTransactionManager::begin_transaction_sql(sqlite(conn), "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(sqlite(conn))?;
+            Ok(value)
+        }
+        Err(error) => {
+            AnsiTransactionManager::rollback_transaction(sqlite(conn))?;
+            Err(error)
+        }
     }
 }
 

@@ -159,6 +159,44 @@ test_on_both_backends! {
     }
 }
 
+/// Two processes on one SQLite file (a server and a CLI command): a write transaction
+/// that read first waits for the other process's write instead of failing with
+/// "database is locked". Both writes land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_writing_the_same_sqlite_file_waits_for_the_lock() {
+    let db = TestDatabase::new(TestBackend::Sqlite).await.unwrap();
+    let server = db.store().clone();
+    let cli = Store::open(db.url(), &PoolOptions::default()).unwrap();
+    let (read_done, go) = std::sync::mpsc::channel::<()>();
+    let other = tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || go.recv().unwrap())
+            .await
+            .unwrap();
+        cli.write(|c| insert(c, tenant("written by the CLI"))).await
+    });
+    server
+        .write(move |c| {
+            // Read, let the other process write meanwhile, then write.
+            enr_tenants::table.count().get_result::<i64>(c)?;
+            read_done.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            insert(c, tenant("written by the server"))
+        })
+        .await
+        .unwrap();
+    other.await.unwrap().unwrap();
+    let count: i64 = server
+        .read(|c| {
+            enr_tenants::table
+                .count()
+                .get_result(c)
+                .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_reported_not_fatal() {
     let options = PoolOptions {
@@ -207,10 +245,10 @@ fn declared_schema() -> BTreeMap<String, Columns> {
                 None => (ty, false),
             };
             columns.insert(column.to_owned(), (ty.to_owned(), nullable));
-        } else if line == "}" {
-            if let Some((name, columns)) = current.take().filter(|(_, c)| !c.is_empty()) {
-                tables.insert(name, columns);
-            }
+        } else if line == "}"
+            && let Some((name, columns)) = current.take().filter(|(_, c)| !c.is_empty())
+        {
+            tables.insert(name, columns);
         }
     }
     tables
@@ -290,11 +328,10 @@ test_on_both_backends! {
             // SQLite's rowid primary key is INTEGER in SQL and 64-bit: schema.rs says BigInt.
             for (table, columns) in &declared {
                 for (column, (ty, _)) in columns {
-                    if let Some(found) = actual.get_mut(table).and_then(|t| t.get_mut(column)) {
-                        if ty == "BigInt" && found.0 == "Integer" && column == "id" {
+                    if let Some(found) = actual.get_mut(table).and_then(|t| t.get_mut(column))
+                        && ty == "BigInt" && found.0 == "Integer" && column == "id" {
                             found.0 = "BigInt".into();
                         }
-                    }
                 }
             }
         }
