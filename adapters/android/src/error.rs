@@ -42,13 +42,31 @@ impl From<Error> for ApiError {
             Error::Amapi(AmapiError::InvalidKey(why)) => {
                 ApiError::new(ErrorCode::AndroidServiceAccountInvalid, why)
             }
+            Error::Amapi(refused @ AmapiError::KeyRefused { .. }) => {
+                ApiError::new(ErrorCode::AndroidServiceAccountInvalid, refused.to_string())
+            }
+            // Nothing was sent: the wait is known to the second.
+            Error::Amapi(AmapiError::CoolingDown(wait)) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                ApiError::unavailable_for(
+                    wait,
+                    format!(
+                        "Google's request quota for this project is used up; requests resume \
+                         in {secs} seconds"
+                    ),
+                )
+            }
             Error::Amapi(error) => match error.disposition() {
                 Disposition::Permanent | Disposition::NotFound => ApiError::new(
                     ErrorCode::AndroidRequestRejected,
                     format!("{}: {}", error.code(), google_message(&error)),
                 ),
                 Disposition::RateLimited | Disposition::Transient => {
-                    ApiError::from(mdm_store::StoreError::Unavailable(error.to_string()))
+                    tracing::warn!(%error, "an admin request to Google failed");
+                    ApiError::new(
+                        ErrorCode::Unavailable,
+                        "Google's Android Management API did not answer; try again shortly",
+                    )
                 }
             },
             Error::Store(error) => error.into(),

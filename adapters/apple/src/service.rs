@@ -366,11 +366,11 @@ impl Apple {
                 }
             })
             .await?;
-        if let Some(holder) = &holder {
-            if holder.channel_id != key {
-                tracing::warn!(channel = %key, "Authenticate with a certificate bound to another device");
-                return Err(DeviceError::NotBound);
-            }
+        if let Some(holder) = &holder
+            && holder.channel_id != key
+        {
+            tracing::warn!(channel = %key, "Authenticate with a certificate bound to another device");
+            return Err(DeviceError::NotBound);
         }
         let (tenant, profile) = match (cert.issuer, identity) {
             (Issuer::Enterprise(tenant), _) => (tenant, None),
@@ -383,6 +383,19 @@ impl Apple {
             },
         };
         let existing = existing.filter(|row| row.tenant_id == tenant);
+        // A device that names another topic than the push certificate's could never be
+        // pushed: refused, like the gate's misfits, rather than enrolled unreachable.
+        let push = self
+            .upstream
+            .push_certificate(tenant)
+            .await
+            .map_err(|e| DeviceError::Upstream(e.to_string()))?;
+        if let Some(push) = push.filter(|push| push.topic != topic) {
+            self.metrics.enrollments_refused.inc();
+            tracing::warn!(channel = %key, device_topic = %topic, certificate_topic = %push.topic,
+                "enrollment refused: the device's Topic is not the push certificate's");
+            return Err(DeviceError::Refused("push_topic_mismatch".into()));
+        }
         let platform = infer_platform(
             &auth,
             profile.as_ref().and_then(|p| p.platform),

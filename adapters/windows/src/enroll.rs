@@ -228,7 +228,9 @@ async fn authenticate(
         })
     });
     if let Some(token) = token {
-        return federated(adapter, token.text()).map(|c| (c, "federated"));
+        let credential = federated(adapter, token.text())?;
+        require_policy(adapter, credential.tenant(), WindowsAuthPolicy::Federated).await?;
+        return Ok((credential, "federated"));
     }
     if let Some(username_token) = security.and_then(|s| s.child("UsernameToken")) {
         let username = username_token.text_at(&["Username"]).unwrap_or_default();
@@ -256,6 +258,7 @@ async fn authenticate(
             .await;
         match user {
             Ok(user) => {
+                require_policy(adapter, user.tenant_id, WindowsAuthPolicy::OnPremise).await?;
                 return Ok((
                     Credential::User {
                         tenant_id: user.tenant_id,
@@ -295,6 +298,33 @@ async fn authenticate(
     Err(Fault::new(
         FaultKind::InvalidSecurity,
         "The request carries no credential that can be read",
+    ))
+}
+
+/// The tenant's authentication policy decides which credential enrols a user's device: a
+/// password under OnPremise, a token from the sign-in page under Federated, neither under
+/// Certificate. The policy is read at each enrollment, so a change applies to the next
+/// one. (Provisioning packages are the bulk-enrollment setting's, not the policy's.)
+async fn require_policy(
+    adapter: &Adapter,
+    tenant: TenantId,
+    used: WindowsAuthPolicy,
+) -> Result<(), Fault> {
+    let settings: WindowsEnrollmentSettings = adapter
+        .client
+        .get(Service::Enrollment, &format!("/tenants/{tenant}/windows"))
+        .await
+        .map_err(upstream)?;
+    if settings.auth_policy == used {
+        return Ok(());
+    }
+    Err(Fault::new(
+        FaultKind::Authentication,
+        format!(
+            "This organisation enrols devices with the {} policy, not {}",
+            policy_name(settings.auth_policy),
+            policy_name(used)
+        ),
     ))
 }
 
@@ -447,13 +477,14 @@ fn read_token_request(envelope: &Envelope<'_, '_>) -> Result<TokenRequest, Fault
             .children_named("ContextItem")
             .take(MAX_CONTEXT_ITEMS)
         {
-            if let (Some(name), Some(value)) = (item.attribute("Name"), item.text_at(&["Value"])) {
-                if name.len() <= 64 && value.len() <= 512 {
-                    // The first value of a name wins (MAC repeats).
-                    context
-                        .entry(name.to_owned())
-                        .or_insert_with(|| value.to_owned());
-                }
+            if let (Some(name), Some(value)) = (item.attribute("Name"), item.text_at(&["Value"]))
+                && name.len() <= 64
+                && value.len() <= 512
+            {
+                // The first value of a name wins (MAC repeats).
+                context
+                    .entry(name.to_owned())
+                    .or_insert_with(|| value.to_owned());
             }
         }
     }

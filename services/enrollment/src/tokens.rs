@@ -12,7 +12,7 @@ use mdm_store::schema::enr_api_tokens;
 use mdm_store::{DbConnection, from_millis, to_millis};
 
 use crate::error::{Error, Result};
-use crate::tenants;
+use crate::{tenants, users};
 
 const PREFIX: &str = "mdm_";
 const ID_LEN: usize = 32;
@@ -58,13 +58,13 @@ pub fn create(
             Issuer::CommandLine => Some(request.tenant_id.ok_or_else(required)?),
         }
     };
-    if let Issuer::Caller { role, .. } = issuer {
-        if !role.may_grant(request.role) {
-            return Err(Error::refused(
-                ErrorCode::RoleNotGrantable,
-                format!("the {role} role may not create {} tokens", request.role),
-            ));
-        }
+    if let Issuer::Caller { role, .. } = issuer
+        && !role.may_grant(request.role)
+    {
+        return Err(Error::refused(
+            ErrorCode::RoleNotGrantable,
+            format!("the {role} role may not create {} tokens", request.role),
+        ));
     }
     if let Some(tenant) = tenant_id {
         tenants::find(conn, tenant)?.ok_or(Error::NotFound("tenant"))?;
@@ -73,6 +73,10 @@ pub fn create(
         return Err(Error::invalid(
             "userId is required for the user role, and only for it",
         ));
+    }
+    // A user of another tenant, like one that exists nowhere, is not found.
+    if let (Some(tenant), Some(user)) = (tenant_id, request.user_id) {
+        users::get(conn, tenant, user)?;
     }
     if request.description.chars().count() > 500 {
         return Err(Error::invalid("description must be at most 500 characters"));

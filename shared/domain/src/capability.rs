@@ -181,7 +181,7 @@ pub fn allowed_actions(device: &DeviceContext, caller: &CallerContext) -> Vec<Ac
 }
 
 /// The permission a role needs for an action outside self-service.
-const fn required_permission(kind: ActionKind) -> Permission {
+pub const fn required_permission(kind: ActionKind) -> Permission {
     match kind {
         ActionKind::RemoteLock
         | ActionKind::ResetPasscode

@@ -20,6 +20,10 @@ pub struct ApiError {
     extensions: serde_json::Map<String, serde_json::Value>,
     /// What went wrong inside, for the log only.
     cause: Option<anyhow::Error>,
+    /// Seconds for `Retry-After` when the wait is known (else 5 on a 503 or 429).
+    retry_after_secs: Option<u64>,
+    /// A 503 whose detail was written for the caller (how long to wait, and why).
+    detail_for_caller: bool,
 }
 
 impl ApiError {
@@ -29,6 +33,8 @@ impl ApiError {
             detail: Some(detail.into()),
             extensions: Default::default(),
             cause: None,
+            retry_after_secs: None,
+            detail_for_caller: false,
         }
     }
 
@@ -39,6 +45,8 @@ impl ApiError {
             detail: None,
             extensions: Default::default(),
             cause: None,
+            retry_after_secs: None,
+            detail_for_caller: false,
         }
     }
 
@@ -63,6 +71,17 @@ impl ApiError {
     }
 
     /// Adds a documented member to the problem body.
+    /// 503 for a wait whose length is known (a vendor's quota): `Retry-After` says it in
+    /// seconds, and `detail`, written for the caller, in words. Other 5xx answers say
+    /// nothing but their title.
+    pub fn unavailable_for(wait: std::time::Duration, detail: impl Into<String>) -> Self {
+        Self {
+            retry_after_secs: Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+            detail_for_caller: true,
+            ..Self::new(ErrorCode::Unavailable, detail)
+        }
+    }
+
     pub fn with(mut self, name: &str, value: impl serde::Serialize) -> Self {
         let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
         self.extensions.insert(name.to_owned(), value);
@@ -80,7 +99,7 @@ impl ApiError {
     /// The body this error answers with.
     pub fn problem(&self) -> Problem {
         let server_side = self.code.status() >= 500;
-        let detail = if server_side {
+        let detail = if server_side && !self.detail_for_caller {
             None
         } else {
             self.detail.clone()
@@ -122,16 +141,29 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        if self.code.status() >= 500 {
+        // A known wait (a vendor's quota) is expected, not a failure of ours.
+        if self.detail_for_caller {
+            tracing::info!(code = self.code.as_str(), detail = ?self.detail, "asked to wait");
+        } else if self.code.status() >= 500 {
             tracing::error!(code = self.code.as_str(), detail = ?self.detail, cause = ?self.cause, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.content_type(PROBLEM_JSON);
-        if matches!(self.code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        } else if matches!(self.code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         if self.code == ErrorCode::Unauthorized {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        // The body was refused unread: the connection cannot carry another request, and a
+        // client that is not told so may send its next one on it as it closes.
+        if matches!(
+            self.code,
+            ErrorCode::PayloadTooLarge | ErrorCode::UnsupportedMediaType
+        ) {
+            response.force_close();
         }
         response.json(self.problem())
     }

@@ -129,6 +129,8 @@ pub(crate) struct State {
     tokens: HashMap<String, AccessToken>,
     pub(crate) token_lifetime_secs: i64,
     pub(crate) token_requests: u64,
+    /// Token requests refused (a key the mock does not know, a bad assertion).
+    pub(crate) token_refusals: u64,
     signups: HashMap<String, (String, Option<String>)>,
     pub(crate) enterprises: BTreeMap<String, (String, Value)>,
     pub(crate) policies: BTreeMap<String, Value>,
@@ -194,6 +196,8 @@ impl MockGoogle {
             now,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                // Idle connections go before the test servers' 2 s keep-alive closes them.
+                .pool_idle_timeout(std::time::Duration::from_millis(500))
                 .build()?,
             oidc_key: KeyPair::generate(&format!("mock-{:08x}", rand::rng().random::<u32>()))?,
             base_url,
@@ -273,6 +277,11 @@ impl MockGoogle {
     /// Token requests answered with a token.
     pub fn token_requests(&self) -> u64 {
         self.inner.lock().token_requests
+    }
+
+    /// How many token requests were refused.
+    pub fn token_refusals(&self) -> u64 {
+        self.inner.lock().token_refusals
     }
 
     /// Injects a fault.
@@ -454,6 +463,14 @@ async fn handle(req: HttpRequest, body: web::Bytes, inner: web::Data<Arc<Inner>>
 
 /// The OAuth token endpoint: the JWT bearer grant of a service account.
 fn token(inner: &Inner, body: &[u8]) -> HttpResponse {
+    let response = grant_token(inner, body);
+    if !response.status().is_success() {
+        inner.lock().token_refusals += 1;
+    }
+    response
+}
+
+fn grant_token(inner: &Inner, body: &[u8]) -> HttpResponse {
     let form: Vec<(String, String)> = url_pairs(&String::from_utf8_lossy(body));
     let field = |name: &str| {
         form.iter()
@@ -874,10 +891,10 @@ impl Call<'_> {
         let body = self.body.clone();
         self.with_enterprise(|state, current| {
             let merged = apply_patch(current, &body, mask.as_deref());
-            if let Some(topic) = merged.get("pubsubTopic").and_then(Value::as_str) {
-                if !topic.starts_with("projects/") || !topic.contains("/topics/") {
-                    return invalid("pubsubTopic must be projects/{project}/topics/{topic}.");
-                }
+            if let Some(topic) = merged.get("pubsubTopic").and_then(Value::as_str)
+                && (!topic.starts_with("projects/") || !topic.contains("/topics/"))
+            {
+                return invalid("pubsubTopic must be projects/{project}/topics/{topic}.");
             }
             if let Some(entry) = state.enterprises.get_mut(&name) {
                 entry.1 = merged.clone();

@@ -97,7 +97,7 @@ impl Tokens {
         } else {
             authenticator.token(&[SCOPE]).await
         }
-        .map_err(|e| AmapiError::Token(describe(&e)))?;
+        .map_err(|e| refusal(account, &e).unwrap_or_else(|| AmapiError::Token(describe(&e))))?;
         token
             .token()
             .map(str::to_owned)
@@ -123,6 +123,22 @@ impl Tokens {
         let built = Arc::new(built);
         authenticators.insert(account.fingerprint, built.clone());
         Ok(built)
+    }
+}
+
+/// The OAuth server's answer when it refused the key itself, rather than failing to
+/// answer: nothing will change that but another key.
+fn refusal(account: &Account, error: &yup_oauth2::Error) -> Option<AmapiError> {
+    use yup_oauth2::error::AuthErrorCode;
+    let yup_oauth2::Error::AuthError(refused) = error else {
+        return None;
+    };
+    match refused.error {
+        AuthErrorCode::Other(_) => None,
+        _ => Some(AmapiError::KeyRefused {
+            key: account.client_email.clone(),
+            reason: describe(error),
+        }),
     }
 }
 

@@ -30,6 +30,11 @@ pub enum AmapiError {
     /// An access token could not be had from the OAuth server.
     #[error("no OAuth access token: {0}")]
     Token(String),
+    /// Google's OAuth server refused the service-account key (`invalid_grant`: a key that
+    /// was deleted or disabled, or a signature it does not accept). Permanent until the
+    /// admin uploads another key.
+    #[error("Google refused the service-account key {key}: {reason}")]
+    KeyRefused { key: String, reason: String },
     /// The service-account key is not usable.
     #[error("the service-account key is not usable: {0}")]
     InvalidKey(String),
@@ -102,7 +107,9 @@ impl AmapiError {
             }
             Self::CoolingDown(_) => Disposition::RateLimited,
             Self::Timeout | Self::Transport(_) | Self::Token(_) => Disposition::Transient,
-            Self::InvalidKey(_) | Self::Decode(_) => Disposition::Permanent,
+            Self::InvalidKey(_) | Self::KeyRefused { .. } | Self::Decode(_) => {
+                Disposition::Permanent
+            }
         }
     }
 
@@ -118,7 +125,7 @@ impl AmapiError {
             Self::Transport(_) => "UNAVAILABLE".into(),
             Self::CoolingDown(_) => "RESOURCE_EXHAUSTED".into(),
             Self::Token(_) => "UNAUTHENTICATED".into(),
-            Self::InvalidKey(_) => "INVALID_SERVICE_ACCOUNT_KEY".into(),
+            Self::InvalidKey(_) | Self::KeyRefused { .. } => "INVALID_SERVICE_ACCOUNT_KEY".into(),
             Self::Decode(_) => "INVALID_RESPONSE".into(),
         }
     }

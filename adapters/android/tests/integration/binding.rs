@@ -103,3 +103,33 @@ test_on_both_backends! {
         h.app.stop().await;
     }
 }
+
+test_on_both_backends! {
+    async fn a_key_google_refuses_is_named_at_once(db) {
+        let h = Harness::start(db).await;
+        let tenant = mdm_domain::TenantId::new();
+        h.allow(tenant, true, mdm_domain::MdmAuthority::Standalone);
+        // A key of an account Google no longer has (deleted since it was downloaded).
+        let mut key: Value = serde_json::from_str(&h.mock.service_account(PROJECT).unwrap()).unwrap();
+        key["client_email"] = json!(format!("deleted@{PROJECT}.iam.gserviceaccount.com"));
+        let before = h.mock.token_refusals();
+        let response = h
+            .internal(
+                "/enterprises",
+                &json!({
+                    "tenantId": tenant,
+                    "serviceAccountKey": key.to_string(),
+                    "enterpriseName": h.mock.create_enterprise(PROJECT),
+                    "pubsubTopic": format!("projects/{PROJECT}/topics/amapi"),
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), 422);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "android_service_account_invalid", "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("deleted@{PROJECT}")) && detail.contains("invalid_grant"), "{detail}");
+        assert_eq!(h.mock.token_refusals() - before, 1, "a refusal is not retried");
+        h.app.stop().await;
+    }
+}

@@ -208,3 +208,24 @@ test_on_both_backends! {
         assert_eq!(enrolled.user_principal_name.as_deref(), Some("jane@contoso.example"));
     }
 }
+
+test_on_both_backends! {
+    async fn an_authenticate_naming_another_topic_is_refused(db) {
+        let h = Harness::start(db, Options::default()).await;
+        let url = h.profile_url(serde_json::json!({})).await;
+        let mut device = SimulatedDevice::new(Model::IPhone, AuthMode::Signature);
+        let body = h.http.get(&url).send().await.unwrap().bytes().await.unwrap();
+        device.install(&body, h.now()).await.unwrap();
+        let ours = device.topic.clone();
+        // A profile made for another push certificate: the device would never be pushed.
+        device.topic = "com.apple.mgmt.External.00000000-0000-0000-0000-000000000000".into();
+        assert_eq!(device.authenticate().await.unwrap(), 403);
+        let body: serde_json::Value = serde_json::from_slice(&device.last_body).unwrap();
+        assert_eq!(body["code"], "apple_enrollment_refused");
+        assert_eq!(body["detail"], "push_topic_mismatch");
+        assert_eq!(device.token_update().await.unwrap(), 403, "nothing further works for it");
+        // With the certificate's own topic, the same device enrols.
+        device.topic = ours;
+        assert_eq!(device.authenticate().await.unwrap(), 200);
+    }
+}

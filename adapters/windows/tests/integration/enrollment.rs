@@ -355,3 +355,29 @@ test_on_both_backends! {
         assert!(device.sync().await.is_err());
     }
 }
+
+test_on_both_backends! {
+    async fn a_password_enrols_only_under_the_on_premise_policy(db) {
+        let h = Harness::start(db).await;
+        let upn = h.user("policy@contoso.com");
+        let password = format!(
+            r#"<wsse:Security s:mustUnderstand="1"><wsse:UsernameToken u:Id="uuid-1"><wsse:Username>{upn}</wsse:Username><wsse:Password wsse:Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText">{PASSWORD}</wsse:Password></wsse:UsernameToken></wsse:Security>"#
+        );
+        for policy in [WindowsAuthPolicy::Certificate, WindowsAuthPolicy::Federated] {
+            set_policy(&h, policy);
+            let device = h.device(Edition::Desktop);
+            let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+            let csr = mdm_e2e::windows::windows_csr(&key, &device.device_id, mdm_e2e::windows::SignatureOid::OiwSha1Rsa).unwrap();
+            let body = device.enrollment_request(&h.url("/EnrollmentServer/Enrollment.svc"), &password, &csr);
+            let (status, _, text) = h.soap("/EnrollmentServer/Enrollment.svc", body).await;
+            assert_eq!(status, 401, "{policy:?}: {text}");
+            assert!(text.contains("s:Authentication"), "{text}");
+            assert!(!text.contains("BinarySecurityToken"), "no certificate was issued: {text}");
+        }
+        // The policy chosen now applies to the next enrollment.
+        set_policy(&h, WindowsAuthPolicy::OnPremise);
+        let mut device = h.device(Edition::Desktop);
+        device.enroll(&upn, PASSWORD).await.unwrap();
+        wait_for(|| h.fixture.enrolled(Harness::device_id(&device))).await;
+    }
+}

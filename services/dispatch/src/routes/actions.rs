@@ -2,9 +2,11 @@
 //! and the retire and factory-reset previews.
 
 use actix_web::{HttpResponse, web};
+use mdm_api::ErrorCode;
 use mdm_api::internal::adapter::ActionParams;
 use mdm_api::public::{RemoteLockRequest, WipeRequest};
-use mdm_domain::{ActionId, ActionKind, DeviceId, Permission};
+use mdm_domain::capability::required_permission;
+use mdm_domain::{ActionId, ActionKind, DeviceId, Permission, Role};
 use mdm_runtime::{ApiError, Caller, audit};
 use serde::Deserialize;
 
@@ -81,6 +83,7 @@ async fn act(
     let tenant = if self_service {
         caller.tenant_with(Permission::SelfService)?
     } else {
+        may_take(&caller, kind)?;
         caller.tenant()?
     };
     let requested = requested(kind, body)?;
@@ -92,6 +95,26 @@ async fn act(
     let created = d.request(requester, tenant, device, requested).await?;
     let pin = created.pin.filter(|_| may_see_pin);
     Ok(HttpResponse::Accepted().json(actions::view(&created.row, pin)))
+}
+
+/// A role that may not take `kind` through the admin API is refused before anything
+/// about the device is looked at (the device's state or version would tell a caller
+/// who may not act on it something it need not know).
+fn may_take(caller: &Caller, kind: ActionKind) -> Result<(), ApiError> {
+    let permission = required_permission(kind);
+    if caller.role.can(permission) {
+        return Ok(());
+    }
+    let role = caller.role;
+    let detail = if role == Role::User {
+        format!(
+            "The user role may not {kind} devices through the admin API; users act on their \
+             own devices through /api/v1/me/managedDevices."
+        )
+    } else {
+        format!("The {role} role may not {kind} devices: it lacks the {permission} permission.")
+    };
+    Err(ApiError::new(ErrorCode::ForbiddenForRole, detail))
 }
 
 fn requested(kind: ActionKind, body: &[u8]) -> Result<Requested, ApiError> {

@@ -153,7 +153,13 @@ test_on_both_backends! {
         assert_eq!(locked["lockPin"].as_str().unwrap().len(), 6, "the user sees their Mac's PIN");
         assert_problem(&me(not_mine, "remoteLock").await, 404, "not_found");
         // Self-service is not a way into the admin API.
-        assert_problem(&h.act_as(&token, own_phone, "syncDevice", None).await, 422, "self_service_not_allowed");
+        // The admin routes refuse the role before looking at the device: 403, whatever the
+        // device, with nothing about it (not even whether it exists) in the answer.
+        for (device, action) in [(own_phone, "syncDevice"), (own_phone, "remoteLock"), (company_mac, "wipe"), (not_mine, "retire"), (mdm_domain::DeviceId::new(), "remoteLock")] {
+            let (status, problem) = h.act_as(&token, device, action, None).await;
+            assert_eq!((status.as_u16(), problem["code"].as_str()), (403, Some("forbidden_for_role")), "{action} {problem}");
+            assert!(!problem["detail"].as_str().unwrap().contains("iOS"), "{problem}");
+        }
         h.app.stop().await;
     }
 }

@@ -149,3 +149,34 @@ test_on_both_backends! {
         h.app.stop().await;
     }
 }
+
+test_on_both_backends! {
+    async fn a_user_token_names_a_user_of_its_own_tenant(db) {
+        let h = Harness::start(db).await;
+        let (a, admin_a) = h.admin("Tenant A").await;
+        let (_, admin_b) = h.admin("Tenant B").await;
+        let user = |admin: &str, upn: &str| {
+            let request = h.http.post(h.url("/api/v1/users")).bearer_auth(admin)
+                .json(&json!({ "userPrincipalName": upn, "displayName": upn }));
+            async move { request.send().await.unwrap().json::<Value>().await.unwrap()["id"].clone() }
+        };
+        let ada = user(&admin_a, "ada@a.example").await;
+        let bob = user(&admin_b, "bob@b.example").await;
+        let mint = |admin: &str, body: Value| {
+            let request = h.http.post(h.url("/api/v1/tokens")).bearer_auth(admin).json(&body);
+            async move { code(request.send().await.unwrap()).await }
+        };
+
+        // Another tenant's user, and a user that exists nowhere, are not found.
+        assert_eq!(mint(&admin_a, json!({ "role": "user", "userId": bob })).await, (StatusCode::NOT_FOUND, "not_found".into()));
+        let nobody = mdm_domain::UserId::new();
+        assert_eq!(mint(&admin_a, json!({ "role": "user", "userId": nobody })).await, (StatusCode::NOT_FOUND, "not_found".into()));
+        assert_eq!(mint(&h.operator, json!({ "role": "user", "tenantId": a, "userId": bob })).await, (StatusCode::NOT_FOUND, "not_found".into()));
+
+        // The tenant's own user gets a token.
+        let own = h.http.post(h.url("/api/v1/tokens")).bearer_auth(&admin_a)
+            .json(&json!({ "role": "user", "userId": ada })).send().await.unwrap();
+        assert_eq!(own.status(), StatusCode::CREATED);
+        h.app.stop().await;
+    }
+}
