@@ -404,12 +404,29 @@ pub fn claim_action(
                     .or(and_actions::lease_until.le(now)),
             ),
     )
-    .set((
-        and_actions::lease_until.eq(now + lease),
-        and_actions::attempt_started_at.eq(now),
-    ))
+    .set(and_actions::lease_until.eq(now + lease))
+    .execute(c)?;
+    // The first attempt whose outcome is not yet known began now; an earlier one that
+    // never recorded its outcome (a crash, a lost write, a timeout) keeps its start.
+    diesel::update(
+        and_actions::table
+            .find(id)
+            .filter(and_actions::attempt_started_at.is_null()),
+    )
+    .set(and_actions::attempt_started_at.eq(now))
     .execute(c)?;
     Ok(updated == 1)
+}
+
+/// Which of these operation names an action has recorded already.
+pub fn recorded_operations(
+    c: &mut DbConnection,
+    names: &[String],
+) -> Result<Vec<String>, StoreError> {
+    Ok(and_actions::table
+        .filter(and_actions::operation_name.eq_any(names))
+        .select(and_actions::operation_name.assume_not_null())
+        .load(c)?)
 }
 
 /// Open actions of a device.
@@ -435,6 +452,7 @@ pub fn set_phase(
         .set((
             and_actions::phase.eq(phase),
             and_actions::lease_until.eq(None::<i64>),
+            and_actions::attempt_started_at.eq(None::<i64>),
             and_actions::last_error.eq(error),
             and_actions::next_attempt_at.eq(now),
             and_actions::news_at.eq(now),
@@ -460,6 +478,7 @@ pub fn set_issued(
             and_actions::issued_at.eq(now),
             and_actions::news_at.eq(now),
             and_actions::lease_until.eq(None::<i64>),
+            and_actions::attempt_started_at.eq(None::<i64>),
             and_actions::next_attempt_at.eq(next_poll),
             and_actions::last_error.eq(None::<String>),
             and_actions::updated_at.eq(now),
@@ -468,13 +487,21 @@ pub fn set_issued(
     Ok(())
 }
 
+/// A failed attempt, tried again at `next`. Unless its `outcome` is unknown (the call may
+/// have reached Google), the attempt is over: the next one need not look for it.
 pub fn retry_action(
     c: &mut DbConnection,
     id: ActionId,
     next: i64,
     error: &str,
+    outcome: Outcome,
     now: i64,
 ) -> Result<(), StoreError> {
+    if outcome == Outcome::Known {
+        diesel::update(and_actions::table.find(id))
+            .set(and_actions::attempt_started_at.eq(None::<i64>))
+            .execute(c)?;
+    }
     diesel::update(and_actions::table.find(id))
         .set((
             and_actions::attempts.eq(and_actions::attempts + 1),
@@ -485,6 +512,16 @@ pub fn retry_action(
         ))
         .execute(c)?;
     Ok(())
+}
+
+/// Whether a failed attempt's call may have taken effect at Google.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Google answered (or nothing was sent): the command was not issued.
+    Known,
+    /// No answer was heard (a timeout, a broken connection) or the lookup of an earlier
+    /// such attempt failed: the next attempt asks Google first.
+    Unknown,
 }
 
 /// An issued action still in progress: look again at `next`.

@@ -23,7 +23,7 @@ use crate::adapter::Adapter;
 use crate::amapi::types::{Device, ListDevicesResponse, ListOperationsResponse, Operation};
 use crate::amapi::{AmapiError, Disposition, Request};
 use crate::devices;
-use crate::store::{self, device_state, phase};
+use crate::store::{self, Outcome, device_state, phase};
 
 /// How long a claim on a row lasts (a worker that dies frees it after this).
 const LEASE_MS: i64 = 120_000;
@@ -418,7 +418,7 @@ async fn issue_one(
         }
         Err(error) => {
             let failure = AmapiError::Token(error.to_string());
-            return reschedule(adapter, action, device, failure).await;
+            return reschedule(adapter, action, device, failure, Outcome::Known).await;
         }
     };
     match plan {
@@ -446,26 +446,23 @@ async fn issue_one(
                 Err(error) if error.is_not_found() => {
                     finish(adapter, action, ActionState::Done, None).await
                 }
-                Err(error) => reschedule(adapter, action, device, error).await,
+                Err(error) => reschedule(adapter, action, device, error, Outcome::Known).await,
             }
         }
         Plan::Command(mut command) => {
-            // An earlier attempt may have reached Google without our hearing the answer.
-            if action
-                .last_error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("ambiguous"))
-            {
-                if let Some(operation) = find_issued(
-                    adapter,
-                    &binding.account,
-                    &device,
-                    &action,
-                    command.kind.as_deref(),
-                )
-                .await
-                {
-                    return issued(adapter, action, &device, operation, None).await;
+            // An earlier attempt began and never recorded its outcome: it may have reached
+            // Google (the process died, or recording Google's answer failed, or the answer
+            // was never heard). Ask Google before issuing the command again.
+            if let Some(started) = action.attempt_started_at {
+                let kind = command.kind.as_deref();
+                match find_issued(adapter, &binding.account, &device, started, kind).await {
+                    Ok(Some(operation)) => {
+                        return issued(adapter, action, &device, operation, None).await;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        return reschedule(adapter, action, device, error, Outcome::Unknown).await;
+                    }
                 }
             }
             command.duration = Some(actions::command_duration(&action, now));
@@ -488,7 +485,7 @@ async fn issue_one(
                     };
                     issued(adapter, action, &device, operation, sealed).await
                 }
-                Err(error) => reschedule(adapter, action, device, error).await,
+                Err(error) => reschedule(adapter, action, device, error, Outcome::Known).await,
             }
         }
     }
@@ -561,6 +558,7 @@ async fn reschedule(
     action: ActionRow,
     device: DeviceRow,
     error: AmapiError,
+    outcome: Outcome,
 ) -> Result<(), StoreError> {
     let now = adapter.now();
     if error.is_not_found() {
@@ -584,8 +582,9 @@ async fn reschedule(
     let failed = u32::try_from(action.attempts).unwrap_or(0) + 1;
     match adapter.amapi.retry_policy().delay_random(failed, &error) {
         Some(wait) if next_after(now, wait) < action.expires_at => {
-            let ambiguous = matches!(error, AmapiError::Timeout | AmapiError::Transport(_));
-            let text = if ambiguous {
+            let unheard = matches!(error, AmapiError::Timeout | AmapiError::Transport(_));
+            let outcome = if unheard { Outcome::Unknown } else { outcome };
+            let text = if outcome == Outcome::Unknown {
                 format!("ambiguous: {error}")
             } else {
                 error.to_string()
@@ -599,6 +598,7 @@ async fn reschedule(
                         action.action_id,
                         next_after(now, wait),
                         &text,
+                        outcome,
                         to_millis(now),
                     )
                 })
@@ -634,25 +634,45 @@ async fn find_issued(
     adapter: &Arc<Adapter>,
     account: &crate::amapi::Account,
     device: &DeviceRow,
-    action: &ActionRow,
+    started: i64,
     kind: Option<&str>,
-) -> Option<Operation> {
-    let since = from_millis(action.attempt_started_at.unwrap_or(action.created_at))
-        - chrono::Duration::minutes(5);
-    let listed: ListOperationsResponse = adapter
+) -> Result<Option<Operation>, AmapiError> {
+    // Google stamps the command with its own clock: allow for some skew.
+    let since = from_millis(started) - chrono::Duration::minutes(5);
+    let result = adapter
         .amapi
-        .call(
+        .call::<ListOperationsResponse>(
             account,
             &Request::get(format!("v1/{}/operations", device.amapi_name)),
         )
+        .await;
+    record_call(adapter, "operations.list", &result);
+    let candidates: Vec<Operation> = result?
+        .operations
+        .into_iter()
+        .filter(|op| {
+            let command = op.command().unwrap_or_default();
+            command.kind.as_deref() == kind
+                && devices::parse_time(command.create_time.as_deref()).is_some_and(|t| t >= since)
+                && op.name.is_some()
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    // An operation another action recorded is that action's, not this one's.
+    let names: Vec<String> = candidates.iter().filter_map(|op| op.name.clone()).collect();
+    let recorded = adapter
+        .store
+        .read(move |c| store::recorded_operations(c, &names))
         .await
-        .ok()?;
-    listed.operations.into_iter().find(|op| {
-        let command = op.command().unwrap_or_default();
-        command.kind.as_deref() == kind
-            && devices::parse_time(command.create_time.as_deref()).is_some_and(|t| t >= since)
-            && op.name.as_deref().is_some()
-    })
+        // Unread, the outcome stays unknown, as after a call that went unanswered.
+        .map_err(|e| AmapiError::Transport(e.to_string()))?;
+    Ok(candidates.into_iter().find(|op| {
+        op.name
+            .as_ref()
+            .is_some_and(|name| !recorded.contains(name))
+    }))
 }
 
 // ---- cancels, polls, expiry ------------------------------------------------------------
@@ -693,6 +713,7 @@ async fn follow_one(
                         action.action_id,
                         next_after(now, poll),
                         "binding unavailable",
+                        Outcome::Known,
                         to_millis(now),
                     )
                 })
@@ -722,7 +743,7 @@ async fn follow_one(
                 poll_operation(adapter, &binding.account, action, device, &operation_name).await
             }
             Err(error) => match device {
-                Some(device) => reschedule(adapter, action, device, error).await,
+                Some(device) => reschedule(adapter, action, device, error, Outcome::Known).await,
                 None => {
                     finish(
                         adapter,
@@ -768,7 +789,7 @@ async fn poll_operation(
                 .await
         }
         Err(error) => match device {
-            Some(device) => reschedule(adapter, action, device, error).await,
+            Some(device) => reschedule(adapter, action, device, error, Outcome::Known).await,
             None => {
                 finish(
                     adapter,

@@ -5,13 +5,18 @@
 //! gets 409 `idempotency_key_in_use`; a repeat with a different method, path or body gets
 //! 422 `idempotency_key_reused`. Answers that ask for a retry anyway (401, 429, 5xx) are
 //! not kept. Records are kept for a day.
+//!
+//! A handler whose effect is written in one transaction (a bulk job) records its answer in
+//! that same transaction through [`ReservedKey`]: were the answer stored after the commit,
+//! a crash in between would leave the effect with a key that has no answer, and a retry
+//! once the reservation lapsed would make the effect again.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -86,7 +91,12 @@ pub async fn idempotent(
             .await
     };
     match reservation {
-        Ok(Reservation::Reserved) => {}
+        Ok(Reservation::Reserved) => {
+            req.extensions_mut().insert(ReservedKey {
+                scope: scope.clone(),
+                key: key.clone(),
+            });
+        }
         Ok(Reservation::Replay(row)) => return Ok(req.into_response(replay(row))),
         Ok(Reservation::InUse) => return Err(ApiError::bare(ErrorCode::IdempotencyKeyInUse).into()),
         Ok(Reservation::Reused) => {
@@ -104,11 +114,17 @@ pub async fn idempotent(
         }
     };
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header_text = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (content_type, location) = (
+        header_text(header::CONTENT_TYPE),
+        header_text(header::LOCATION),
+    );
     let (request, response) = response.into_parts();
     let (head, body) = response.into_parts();
     let bytes = actix_web::body::to_bytes(body).await.unwrap_or_default();
@@ -119,7 +135,13 @@ pub async fn idempotent(
     let _ = store
         .write(move |c| {
             if keep {
-                finish(c, &scope, &key, status.as_u16(), content_type, stored)
+                let answer = Answer {
+                    status: status.as_u16(),
+                    content_type,
+                    location,
+                    body: stored,
+                };
+                finish(c, &scope, &key, answer)
             } else {
                 release(c, &scope, &key)
             }
@@ -129,6 +151,41 @@ pub async fn idempotent(
         request,
         head.set_body(BoxBody::new(bytes)),
     ))
+}
+
+/// The key reserved for the request being handled, in its extensions; a handler takes it
+/// with `Option<web::ReqData<ReservedKey>>` (absent without an `Idempotency-Key`).
+#[derive(Clone, Debug)]
+pub struct ReservedKey {
+    scope: String,
+    key: String,
+}
+
+impl ReservedKey {
+    /// Stores the answer in the caller's transaction, the one that makes the effect.
+    pub fn record(
+        &self,
+        c: &mut DbConnection,
+        status: StatusCode,
+        location: Option<&str>,
+        json: &[u8],
+    ) -> Result<(), StoreError> {
+        let answer = Answer {
+            status: status.as_u16(),
+            content_type: Some("application/json".into()),
+            location: location.map(str::to_owned),
+            body: json.to_vec(),
+        };
+        finish(c, &self.scope, &self.key, answer)
+    }
+}
+
+/// A stored answer.
+struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    location: Option<String>,
+    body: Vec<u8>,
 }
 
 enum Reservation {
@@ -170,6 +227,7 @@ fn reserve(
         content_type: None,
         response_body: None,
         created_at: to_millis(now),
+        location: None,
     };
     match diesel::insert_into(rt_idempotency::table)
         .values(&row)
@@ -182,21 +240,20 @@ fn reserve(
     }
 }
 
-fn finish(
-    c: &mut DbConnection,
-    scope: &str,
-    key: &str,
-    status: u16,
-    content_type: Option<String>,
-    body: Vec<u8>,
-) -> Result<(), StoreError> {
-    diesel::update(rt_idempotency::table.find((scope, key)))
-        .set((
-            rt_idempotency::status.eq(Some(i32::from(status))),
-            rt_idempotency::content_type.eq(content_type),
-            rt_idempotency::response_body.eq(Some(body)),
-        ))
-        .execute(c)?;
+/// Stores the answer of a reserved key, unless the handler stored it already.
+fn finish(c: &mut DbConnection, scope: &str, key: &str, answer: Answer) -> Result<(), StoreError> {
+    diesel::update(
+        rt_idempotency::table
+            .find((scope, key))
+            .filter(rt_idempotency::status.is_null()),
+    )
+    .set((
+        rt_idempotency::status.eq(Some(i32::from(answer.status))),
+        rt_idempotency::content_type.eq(answer.content_type),
+        rt_idempotency::location.eq(answer.location),
+        rt_idempotency::response_body.eq(Some(answer.body)),
+    ))
+    .execute(c)?;
     Ok(())
 }
 
@@ -217,6 +274,9 @@ fn replay(row: IdempotencyRow) -> HttpResponse {
         .and_then(|t| HeaderValue::from_str(&t).ok())
     {
         response.insert_header((header::CONTENT_TYPE, content_type));
+    }
+    if let Some(location) = row.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.insert_header((header::LOCATION, location));
     }
     response.insert_header(("Idempotent-Replayed", "true"));
     response.body(row.response_body.unwrap_or_default())

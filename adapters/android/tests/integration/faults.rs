@@ -32,9 +32,16 @@ test_on_both_backends! {
         }
         settle(&h).await;
         assert_eq!(h.amapi_calls("devices.issueCommand"), 1);
-        // Other calls for the same project wait too: an enrollment token is refused at once.
-        let (status, _) = h.token(&tenant, json!({"profile": "dedicated"})).await;
-        assert_eq!(status, 503);
+        // Other calls for the same project wait too: an enrollment token is refused at once,
+        // saying how long the wait really is.
+        let response = h.http.post(h.url(mdm_android::TOKENS_PATH)).bearer_auth(&tenant.admin)
+            .json(&json!({"profile": "dedicated"})).send().await.unwrap();
+        assert_eq!(response.status(), 503);
+        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((55..=60).contains(&retry_after), "Retry-After: {retry_after}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("resume in {retry_after} seconds")), "{detail}");
         assert_eq!(h.amapi_calls("enrollmentTokens.create"), 1, "the enrollment's token, none since");
         h.advance(chrono::Duration::seconds(59)).await;
         settle(&h).await;
@@ -170,6 +177,58 @@ test_on_both_backends! {
         // A second run finds nothing new.
         let summary = h.android.reconcile().await.unwrap();
         assert!(summary.contains("0 devices left management, 0 unknown"), "{summary}");
+        h.app.stop().await;
+    }
+}
+
+/// Makes the database refuse (or accept again) the write that records an issued command,
+/// as when the connection is lost between Google's answer and our commit.
+async fn lose_issued_records(h: &Harness, lose: bool) {
+    use diesel::connection::SimpleConnection;
+    let sql = match (h.app.context.store.backend(), lose) {
+        (mdm_store::Backend::Sqlite, true) => {
+            "CREATE TRIGGER lose_issued BEFORE UPDATE ON and_actions WHEN NEW.phase = 'issued'
+             BEGIN SELECT RAISE(ABORT, 'injected: the write is lost'); END;"
+        }
+        (mdm_store::Backend::Sqlite, false) => "DROP TRIGGER lose_issued;",
+        (mdm_store::Backend::Postgres, true) => {
+            "CREATE FUNCTION lose_issued() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'injected: the write is lost'; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER lose_issued BEFORE UPDATE ON and_actions FOR EACH ROW
+             WHEN (NEW.phase = 'issued') EXECUTE FUNCTION lose_issued();"
+        }
+        (mdm_store::Backend::Postgres, false) => "DROP TRIGGER lose_issued ON and_actions;",
+    };
+    h.app
+        .context
+        .store
+        .write(move |c| c.batch_execute(sql).map_err(mdm_store::StoreError::from))
+        .await
+        .unwrap();
+}
+
+test_on_both_backends! {
+    async fn a_command_whose_record_was_lost_is_not_sent_again(db) {
+        let h = Harness::start(db).await;
+        let tenant = h.tenant().await;
+        let (device, id) = h.enrol(&tenant, "corporateFullyManaged", Hardware::pixel()).await;
+        lose_issued_records(&h, true).await;
+        let lock = h.deliver(&tenant, id, ActionKind::RemoteLock, ActionParams::default()).await;
+        for _ in 0..200 {
+            if h.amapi_calls("devices.issueCommand") == 1 { break; }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        settle(&h).await;
+        assert_eq!(h.amapi_calls("devices.issueCommand"), 1);
+        assert!(device.state().locked, "Google carried the command out");
+        lose_issued_records(&h, false).await;
+
+        // Once the claim lapses, the next attempt asks Google what the device got first.
+        h.advance(chrono::Duration::minutes(3)).await;
+        h.wait_report(lock, ActionState::Done).await;
+        assert_eq!(h.amapi_calls("operations.list"), 1);
+        assert_eq!(h.amapi_calls("devices.issueCommand"), 1, "issued once");
+        assert_eq!(h.mock.operations(device.name()).len(), 1);
         h.app.stop().await;
     }
 }

@@ -1,11 +1,15 @@
 //! Bulk actions, the tenant-wide device actions view and the audit trail.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use diesel::result::Error::SerializationError;
 use mdm_api::ErrorCode;
 use mdm_api::public::{BulkActionRequest, Page};
 use mdm_domain::{ActionId, ActionKind, ActionState, BulkJobId, DeviceId, Permission};
 use mdm_runtime::error::json_config;
+use mdm_runtime::idempotency::ReservedKey;
 use mdm_runtime::{ApiError, Caller, audit};
+use mdm_store::StoreError;
 use serde::Deserialize;
 
 use super::Shared;
@@ -31,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 async fn create_bulk(
     caller: Caller,
     d: Shared,
+    key: Option<web::ReqData<ReservedKey>>,
     body: web::Json<BulkActionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
@@ -53,7 +58,8 @@ async fn create_bulk(
         _ => return Err(ApiError::invalid("send either deviceIds or filter")),
     };
     let (now, kind, parameters) = (d.clock.now(), request.action, request.parameters);
-    let view = d
+    let key = key.map(web::ReqData::into_inner);
+    let (view, answer) = d
         .store
         .write(move |c| {
             let job = bulk::create_job(
@@ -71,16 +77,25 @@ async fn create_bulk(
                 serde_json::json!({ "action": kind, "devices": job.total }),
             );
             audit_trail::insert(c, &[event])?;
-            bulk::view(c, tenant, job.id, None, 100)
+            let view = bulk::view(c, tenant, job.id, None, 100)?;
+            let answer = serde_json::to_vec(&view)
+                .map_err(|e| Error::from(StoreError::from(SerializationError(Box::new(e)))))?;
+            if let Some(key) = &key {
+                let location = bulk_location(view.id);
+                key.record(c, StatusCode::ACCEPTED, Some(&location), &answer)?;
+            }
+            Ok::<_, Error>((view, answer))
         })
         .await?;
     d.bulk_wake.notify_one();
     Ok(HttpResponse::Accepted()
-        .insert_header((
-            "Location",
-            format!("/api/v1/deviceManagement/bulkActions/{}", view.id),
-        ))
-        .json(view))
+        .insert_header(("Location", bulk_location(view.id)))
+        .content_type("application/json")
+        .body(answer))
+}
+
+fn bulk_location(id: impl std::fmt::Display) -> String {
+    format!("/api/v1/deviceManagement/bulkActions/{id}")
 }
 
 #[derive(Deserialize)]

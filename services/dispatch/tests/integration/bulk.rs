@@ -126,3 +126,68 @@ test_on_both_backends! {
         h.app.stop().await;
     }
 }
+
+/// Makes the database refuse to store an idempotency key's answer, as when the process
+/// dies between making an effect and recording the answer.
+async fn lose_answers(h: &Harness, lose: bool) {
+    use diesel::connection::SimpleConnection;
+    let sql = match (h.app.context.store.backend(), lose) {
+        (mdm_store::Backend::Sqlite, true) => {
+            "CREATE TRIGGER lose_answer BEFORE UPDATE ON rt_idempotency WHEN NEW.status IS NOT NULL
+             BEGIN SELECT RAISE(ABORT, 'injected: the answer is lost'); END;"
+        }
+        (mdm_store::Backend::Sqlite, false) => "DROP TRIGGER lose_answer;",
+        (mdm_store::Backend::Postgres, true) => {
+            "CREATE FUNCTION lose_answer() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'injected: the answer is lost'; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER lose_answer BEFORE UPDATE ON rt_idempotency FOR EACH ROW
+             WHEN (NEW.status IS NOT NULL) EXECUTE FUNCTION lose_answer();"
+        }
+        (mdm_store::Backend::Postgres, false) => "DROP TRIGGER lose_answer ON rt_idempotency;",
+    };
+    h.app
+        .context
+        .store
+        .write(move |c| c.batch_execute(sql).map_err(mdm_store::StoreError::from))
+        .await
+        .unwrap();
+}
+
+test_on_both_backends! {
+    async fn a_bulk_job_and_its_idempotent_answer_are_one_write(db) {
+        let h = Harness::start(db).await;
+        let ids: Vec<DeviceId> = (0..3).map(|_| h.fakes.add(h.tenant, NewDevice::new(Platform::Ios))).collect();
+        let post = || {
+            h.http.post(h.url("/api/v1/deviceManagement/managedDevices/bulkAction"))
+                .bearer_auth(&h.admin)
+                .header("Idempotency-Key", "lock-the-lost-phones")
+                .json(&json!({ "action": "remoteLock", "deviceIds": ids }))
+                .send()
+        };
+        let jobs = || async {
+            use diesel::prelude::*;
+            h.app.context.store.read(|c| mdm_store::schema::dsp_bulk_jobs::table.count().get_result::<i64>(c).map_err(mdm_store::StoreError::from)).await.unwrap()
+        };
+
+        // The answer cannot be stored: no job may be made without it.
+        lose_answers(&h, true).await;
+        let first = post().await.unwrap();
+        assert!(first.status().is_server_error(), "{}", first.status());
+        assert_eq!(jobs().await, 0);
+        lose_answers(&h, false).await;
+
+        // Tried again (after the reservation would have lapsed): one job, whatever the retries.
+        h.app.clock.advance(chrono::Duration::minutes(3));
+        let second = post().await.unwrap();
+        assert_eq!(second.status(), 202);
+        let location = second.headers()["location"].to_str().unwrap().to_owned();
+        let job: Value = second.json().await.unwrap();
+        let replay = post().await.unwrap();
+        assert_eq!(replay.status(), 202);
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(replay.headers()["location"].to_str().unwrap(), location, "the first answer's Location");
+        assert_eq!(replay.json::<Value>().await.unwrap()["id"], job["id"]);
+        assert_eq!(jobs().await, 1);
+        h.app.stop().await;
+    }
+}

@@ -62,4 +62,6 @@ pub struct IdempotencyRow {
     pub content_type: Option<String>,
     pub response_body: Option<Vec<u8>>,
     pub created_at: i64,
+    /// The first answer's `Location` header.
+    pub location: Option<String>,
 }

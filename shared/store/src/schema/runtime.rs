@@ -43,5 +43,6 @@ diesel::table! {
         content_type -> Nullable<Text>,
         response_body -> Nullable<Binary>,
         created_at -> BigInt,
+        location -> Nullable<Text>,
     }
 }

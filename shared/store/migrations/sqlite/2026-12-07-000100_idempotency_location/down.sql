@@ -1,0 +1,1 @@
+ALTER TABLE rt_idempotency DROP COLUMN location;
