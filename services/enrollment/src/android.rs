@@ -39,6 +39,17 @@ pub fn validate_service_account_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `topic` names a Pub/Sub topic: `projects/<project>/topics/<topic>`.
+pub fn validate_pubsub_topic(topic: &str) -> Result<()> {
+    let parts: Vec<&str> = topic.split('/').collect();
+    match parts.as_slice() {
+        ["projects", project, "topics", name] if !project.is_empty() && !name.is_empty() => Ok(()),
+        _ => Err(Error::invalid(
+            "pubsubTopic must be a Pub/Sub topic name: projects/<project>/topics/<topic>",
+        )),
+    }
+}
+
 pub fn current(conn: &mut DbConnection, tenant: TenantId) -> Result<Option<AndroidBindingRow>> {
     Ok(enr_android_bindings::table
         .find(tenant)
@@ -117,7 +128,22 @@ fn notification_types(row: &AndroidBindingRow) -> Vec<String> {
     serde_json::from_str(&row.notification_types).unwrap_or_default()
 }
 
+/// The signup's Pub/Sub settings, for completing it: (topic, notification types).
+pub fn pending_pubsub(row: Option<&AndroidBindingRow>) -> (Option<String>, Vec<String>) {
+    match row.filter(|row| row.state == PENDING) {
+        Some(row) => (row.pubsub_topic.clone(), notification_types(row)),
+        None => (None, Vec::new()),
+    }
+}
+
 pub fn to_wire(row: Option<&AndroidBindingRow>) -> AndroidEnterprise {
+    let mut missing = Vec::new();
+    if row.is_none_or(|row| row.state != BOUND) {
+        missing.push("enterprise".to_owned());
+    }
+    if row.is_none_or(|row| row.pubsub_topic.is_none()) {
+        missing.push("pubsubTopic".to_owned());
+    }
     match row {
         None => AndroidEnterprise {
             binding_state: "notBound".into(),
@@ -126,8 +152,10 @@ pub fn to_wire(row: Option<&AndroidBindingRow>) -> AndroidEnterprise {
             notification_types: Vec::new(),
             bound_date_time: None,
             data_sharing_consent: None,
+            missing,
         },
         Some(row) => AndroidEnterprise {
+            missing,
             binding_state: row.state.clone(),
             enterprise_name: row.enterprise_name.clone(),
             pubsub_topic: row.pubsub_topic.clone(),

@@ -159,6 +159,13 @@ pub struct AndroidSignupRequest {
     pub callback_url: Option<String>,
     #[serde(default)]
     pub admin_email: Option<String>,
+    /// The Pub/Sub topic Google publishes the enterprise's notifications to, set on the
+    /// enterprise when the signup completes (`projects/<project>/topics/<topic>`).
+    #[serde(default)]
+    pub pubsub_topic: Option<String>,
+    /// The notification types to enable (all that the server reads when empty).
+    #[serde(default)]
+    pub notification_types: Vec<String>,
     #[serde(default)]
     pub data_sharing_consent: bool,
 }
@@ -219,6 +226,10 @@ pub struct AndroidEnterprise {
     pub notification_types: Vec<String>,
     pub bound_date_time: Option<DateTime<Utc>>,
     pub data_sharing_consent: Option<DataSharingConsent>,
+    /// What the binding still lacks before devices enrol and report: `enterprise` (no
+    /// enterprise bound yet), `pubsubTopic` (no notification will ever arrive).
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
 /// `GET/PUT /api/v1/deviceManagement/windowsEnrollment`.

@@ -262,6 +262,9 @@ async fn android_signup(
     let request = body.into_inner();
     require_consent(request.data_sharing_consent, "Google")?;
     android::validate_service_account_key(&request.service_account_key)?;
+    if let Some(topic) = &request.pubsub_topic {
+        android::validate_pubsub_topic(topic)?;
+    }
     let callback_url = request.callback_url.clone().unwrap_or_else(|| {
         format!(
             "{}/mdm/enrollment/android/callback/{tenant}",
@@ -296,8 +299,8 @@ async fn android_signup(
                 None,
                 Some(name),
                 &request.service_account_key,
-                None,
-                &[],
+                request.pubsub_topic,
+                &request.notification_types,
                 &caller.token_id.to_string(),
                 now,
             )?;
@@ -390,6 +393,15 @@ async fn bind_android(
         .as_ref()
         .filter(|p| p.state == android::PENDING)
         .and_then(|p| p.signup_url_name.clone());
+    // A signup completes with the Pub/Sub settings given when it started, unless the
+    // request names others: without a topic no notification would ever arrive.
+    let (signup_topic, signup_types) = android::pending_pubsub(pending.as_ref());
+    let pubsub_topic = request.pubsub_topic.clone().or(signup_topic);
+    let notification_types = if request.notification_types.is_empty() {
+        signup_types
+    } else {
+        request.notification_types.clone()
+    };
     match (
         &request.enterprise_token,
         &request.enterprise_name,
@@ -419,8 +431,8 @@ async fn bind_android(
                 enterprise_token: request.enterprise_token.clone(),
                 enterprise_name: request.enterprise_name.clone(),
                 display_name: None,
-                pubsub_topic: request.pubsub_topic.clone(),
-                notification_types: request.notification_types.clone(),
+                pubsub_topic: pubsub_topic.clone(),
+                notification_types: notification_types.clone(),
             },
         )
         .await
@@ -443,8 +455,8 @@ async fn bind_android(
                 Some(bound.enterprise_name.clone()),
                 None,
                 &key,
-                request.pubsub_topic,
-                &request.notification_types,
+                pubsub_topic,
+                &notification_types,
                 &consented_by,
                 now,
             )?;

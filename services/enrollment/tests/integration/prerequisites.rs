@@ -229,17 +229,25 @@ test_on_both_backends! {
         let h = Harness::start(db).await;
         let (tenant, admin) = h.admin("Contoso").await;
         let path = "/api/v1/deviceManagement/androidEnterprise";
-        assert_eq!(h.call(Method::GET, path, &admin, None).await.1["bindingState"], "notBound");
+        let unbound = h.call(Method::GET, path, &admin, None).await.1;
+        assert_eq!(unbound["bindingState"], "notBound");
+        assert_eq!(unbound["missing"], json!(["enterprise", "pubsubTopic"]));
 
         let signup = |consent: bool, key: &str| json!({ "serviceAccountKey": key, "dataSharingConsent": consent });
         assert_problem(&h.call(Method::POST, &format!("{path}/signupUrl"), &admin, Some(signup(false, SERVICE_ACCOUNT_KEY))).await, 422, "data_sharing_consent_required");
         assert_problem(&h.call(Method::POST, &format!("{path}/signupUrl"), &admin, Some(signup(true, "{}"))).await, 422, "validation_failed");
-        let (status, url) = h.call(Method::POST, &format!("{path}/signupUrl"), &admin, Some(signup(true, SERVICE_ACCOUNT_KEY))).await;
+        let mut with_topic = signup(true, SERVICE_ACCOUNT_KEY);
+        with_topic["pubsubTopic"] = json!("topics/amapi");
+        assert_problem(&h.call(Method::POST, &format!("{path}/signupUrl"), &admin, Some(with_topic.clone())).await, 422, "validation_failed");
+        with_topic["pubsubTopic"] = json!("projects/contoso-mdm/topics/amapi");
+        let (status, url) = h.call(Method::POST, &format!("{path}/signupUrl"), &admin, Some(with_topic)).await;
         assert_eq!(status, 200, "{url}");
         assert_eq!(url["name"], "signupUrls/C1234");
         let calls = h.fakes.android_calls.lock().unwrap().clone();
         assert!(calls[0].1["callbackUrl"].as_str().unwrap().ends_with(&format!("/mdm/enrollment/android/callback/{tenant}")));
-        assert_eq!(h.call(Method::GET, path, &admin, None).await.1["bindingState"], "pendingSignup");
+        let pending = h.call(Method::GET, path, &admin, None).await.1;
+        assert_eq!(pending["bindingState"], "pendingSignup");
+        assert_eq!(pending["missing"], json!(["enterprise"]));
 
         // Google refuses a bad token: the admin hears why.
         *h.fakes.android_refuses.lock().unwrap() = Some(400);
@@ -253,7 +261,10 @@ test_on_both_backends! {
         let bind_call = h.fakes.android_calls.lock().unwrap().last().cloned().unwrap();
         assert_eq!(bind_call.1["signupUrlName"], "signupUrls/C1234");
         assert_eq!(bind_call.1["enterpriseToken"], "tok");
+        assert_eq!(bind_call.1["pubsubTopic"], "projects/contoso-mdm/topics/amapi", "the signup's topic is set on the enterprise");
         let state = h.call(Method::GET, path, &admin, None).await.1;
+        assert_eq!(state["pubsubTopic"], "projects/contoso-mdm/topics/amapi");
+        assert_eq!(state["missing"], json!([]));
         assert_eq!((state["bindingState"].as_str(), state["enterpriseName"].as_str()), (Some("bound"), Some("enterprises/LC0abcdef")));
         assert!(state["dataSharingConsent"]["consentedDateTime"].is_string());
         assert!(state.get("serviceAccountKey").is_none());
