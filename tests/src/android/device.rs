@@ -462,17 +462,20 @@ pub(crate) async fn execute_pending(inner: &Arc<Inner>, name: &str) {
                     json!({"@type": "type.googleapis.com/google.protobuf.Empty"});
             }
             state.operations.insert(op_name, operation.clone());
-            Some((operation, outcome.leaves && outcome.error_code.is_none()))
+            // A device that wipes itself (or gives up its work profile) has left by the
+            // time its operation reads done: whoever sees the one sees the other, however
+            // the notification and a poll of the operation race.
+            let leaves = outcome.leaves && outcome.error_code.is_none();
+            if leaves && let Some(entry) = state.devices.remove(name) {
+                state.gone.insert(name.to_owned(), entry.sim);
+            }
+            Some((operation, leaves))
         };
         let Some((operation, leaves)) = next else {
             return;
         };
         super::google::publish(inner, "COMMAND", Some(&operation), None).await;
         if leaves {
-            let mut state = inner.lock();
-            if let Some(entry) = state.devices.remove(name) {
-                state.gone.insert(name.to_owned(), entry.sim);
-            }
             return;
         }
     }
