@@ -15,7 +15,7 @@ use crate::server::{Application, Context, Module};
 use crate::shutdown::Shutdown;
 
 /// A client for talking to test servers. It drops idle connections after 0.5 s, well
-/// before the servers' 2 s keep-alive closes them: a client that keeps them longer (the
+/// before the servers' 5 s keep-alive closes them: a client that keeps them longer (the
 /// default is 90 s) sometimes sends a request on a connection at the moment the server
 /// closes it, and a POST is not retried (`IncompleteMessage`).
 pub fn http_client() -> reqwest::Client {
@@ -35,10 +35,13 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path) -> RuntimeCon
     config.server.internal_listen = "127.0.0.1:0".into();
     config.server.workers = 1;
     config.server.shutdown_timeout_secs = 10;
-    // Short, so that a stopping test server waits little on idle connections, yet well
-    // above the internal client's 0.8 s pool idle time: on a busy machine a margin of
-    // 0.2 s let it reuse connections the server was closing.
-    config.server.keep_alive_secs = 2;
+    // As in production, and far above every test client's pool idle time (0.8 s at most):
+    // a client starved long enough between reading an answer and sending its next request
+    // on that connection otherwise met the server's keep-alive timer (2 s used to leave a
+    // margin that a loaded 2-core machine overran: "connection reset" on an Apple device's
+    // SCEP request). Clients close their idle connections, so a stopping server does not
+    // wait on them.
+    config.server.keep_alive_secs = 5;
     config.database.url = Some(Secret::new(database_url));
     config.database.max_connections = 4;
     config.security.secret_key = Some(Secret::new(SecretBox::generate_key()));

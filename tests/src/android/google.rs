@@ -196,7 +196,7 @@ impl MockGoogle {
             now,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
-                // Idle connections go before the test servers' 2 s keep-alive closes them.
+                // Idle connections go long before a test server's keep-alive closes them.
                 .pool_idle_timeout(std::time::Duration::from_millis(500))
                 .build()?,
             oidc_key: KeyPair::generate(&format!("mock-{:08x}", rand::rng().random::<u32>()))?,

@@ -224,7 +224,7 @@ impl WindowsDevice {
     pub fn with_key(server: &str, cert_header: &str, edition: Edition, key: PKey<Private>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
-            // Idle connections go before the test servers' 2 s keep-alive closes them.
+            // Idle connections go long before a test server's keep-alive closes them.
             .pool_idle_timeout(std::time::Duration::from_millis(500))
             .build()
             .unwrap_or_default();
