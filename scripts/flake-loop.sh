@@ -34,7 +34,8 @@ done
 failed_runs=0
 for run in $(seq 1 "$runs"); do
     started=$(date +%s)
-    if cargo test --workspace --locked -q >"$logs/run-$run.log" 2>&1; then
+    # --no-fail-fast: one failing test binary must not hide the others' failures.
+    if cargo test --workspace --locked --no-fail-fast -q >"$logs/run-$run.log" 2>&1; then
         echo "run $run: ok ($(($(date +%s) - started)) s)"
     else
         failed_runs=$((failed_runs + 1))
