@@ -217,6 +217,41 @@ macro_rules! test_on_both_backends {
     };
 }
 
+/// Makes the database refuse every `UPDATE` of `table` whose new row matches `condition`
+/// (SQL over `NEW`), as when a connection is lost between an effect and its record; a
+/// test's fault injection on both backends. Undone by [`stop_refusing_updates`].
+pub async fn refuse_updates(store: &Store, table: &str, condition: &str) {
+    let sql = match store.backend() {
+        crate::Backend::Sqlite => format!(
+            "CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table} WHEN {condition}
+             BEGIN SELECT RAISE(ABORT, 'injected: the write is lost'); END;"
+        ),
+        crate::Backend::Postgres => format!(
+            "CREATE FUNCTION refuse_{table}() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'injected: the write is lost'; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table} FOR EACH ROW
+             WHEN ({condition}) EXECUTE FUNCTION refuse_{table}();"
+        ),
+    };
+    run(store, sql).await;
+}
+
+/// Undoes [`refuse_updates`].
+pub async fn stop_refusing_updates(store: &Store, table: &str) {
+    let sql = match store.backend() {
+        crate::Backend::Sqlite => format!("DROP TRIGGER refuse_{table};"),
+        crate::Backend::Postgres => format!("DROP TRIGGER refuse_{table} ON {table};"),
+    };
+    run(store, sql).await;
+}
+
+async fn run(store: &Store, sql: String) {
+    store
+        .write(move |c| c.batch_execute(&sql).map_err(crate::StoreError::from))
+        .await
+        .unwrap_or_else(|e| panic!("fault injection failed: {e}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -181,38 +181,12 @@ test_on_both_backends! {
     }
 }
 
-/// Makes the database refuse (or accept again) the write that records an issued command,
-/// as when the connection is lost between Google's answer and our commit.
-async fn lose_issued_records(h: &Harness, lose: bool) {
-    use diesel::connection::SimpleConnection;
-    let sql = match (h.app.context.store.backend(), lose) {
-        (mdm_store::Backend::Sqlite, true) => {
-            "CREATE TRIGGER lose_issued BEFORE UPDATE ON and_actions WHEN NEW.phase = 'issued'
-             BEGIN SELECT RAISE(ABORT, 'injected: the write is lost'); END;"
-        }
-        (mdm_store::Backend::Sqlite, false) => "DROP TRIGGER lose_issued;",
-        (mdm_store::Backend::Postgres, true) => {
-            "CREATE FUNCTION lose_issued() RETURNS trigger AS $$
-             BEGIN RAISE EXCEPTION 'injected: the write is lost'; END $$ LANGUAGE plpgsql;
-             CREATE TRIGGER lose_issued BEFORE UPDATE ON and_actions FOR EACH ROW
-             WHEN (NEW.phase = 'issued') EXECUTE FUNCTION lose_issued();"
-        }
-        (mdm_store::Backend::Postgres, false) => "DROP TRIGGER lose_issued ON and_actions;",
-    };
-    h.app
-        .context
-        .store
-        .write(move |c| c.batch_execute(sql).map_err(mdm_store::StoreError::from))
-        .await
-        .unwrap();
-}
-
 test_on_both_backends! {
     async fn a_command_whose_record_was_lost_is_not_sent_again(db) {
         let h = Harness::start(db).await;
         let tenant = h.tenant().await;
         let (device, id) = h.enrol(&tenant, "corporateFullyManaged", Hardware::pixel()).await;
-        lose_issued_records(&h, true).await;
+        mdm_store::testing::refuse_updates(&h.app.context.store, "and_actions", "NEW.phase = 'issued'").await;
         let lock = h.deliver(&tenant, id, ActionKind::RemoteLock, ActionParams::default()).await;
         for _ in 0..200 {
             if h.amapi_calls("devices.issueCommand") == 1 { break; }
@@ -221,7 +195,7 @@ test_on_both_backends! {
         settle(&h).await;
         assert_eq!(h.amapi_calls("devices.issueCommand"), 1);
         assert!(device.state().locked, "Google carried the command out");
-        lose_issued_records(&h, false).await;
+        mdm_store::testing::stop_refusing_updates(&h.app.context.store, "and_actions").await;
 
         // Once the claim lapses, the next attempt asks Google what the device got first.
         h.advance(chrono::Duration::minutes(3)).await;

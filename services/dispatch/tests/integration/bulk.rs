@@ -127,32 +127,6 @@ test_on_both_backends! {
     }
 }
 
-/// Makes the database refuse to store an idempotency key's answer, as when the process
-/// dies between making an effect and recording the answer.
-async fn lose_answers(h: &Harness, lose: bool) {
-    use diesel::connection::SimpleConnection;
-    let sql = match (h.app.context.store.backend(), lose) {
-        (mdm_store::Backend::Sqlite, true) => {
-            "CREATE TRIGGER lose_answer BEFORE UPDATE ON rt_idempotency WHEN NEW.status IS NOT NULL
-             BEGIN SELECT RAISE(ABORT, 'injected: the answer is lost'); END;"
-        }
-        (mdm_store::Backend::Sqlite, false) => "DROP TRIGGER lose_answer;",
-        (mdm_store::Backend::Postgres, true) => {
-            "CREATE FUNCTION lose_answer() RETURNS trigger AS $$
-             BEGIN RAISE EXCEPTION 'injected: the answer is lost'; END $$ LANGUAGE plpgsql;
-             CREATE TRIGGER lose_answer BEFORE UPDATE ON rt_idempotency FOR EACH ROW
-             WHEN (NEW.status IS NOT NULL) EXECUTE FUNCTION lose_answer();"
-        }
-        (mdm_store::Backend::Postgres, false) => "DROP TRIGGER lose_answer ON rt_idempotency;",
-    };
-    h.app
-        .context
-        .store
-        .write(move |c| c.batch_execute(sql).map_err(mdm_store::StoreError::from))
-        .await
-        .unwrap();
-}
-
 test_on_both_backends! {
     async fn a_bulk_job_and_its_idempotent_answer_are_one_write(db) {
         let h = Harness::start(db).await;
@@ -170,11 +144,11 @@ test_on_both_backends! {
         };
 
         // The answer cannot be stored: no job may be made without it.
-        lose_answers(&h, true).await;
+        mdm_store::testing::refuse_updates(&h.app.context.store, "rt_idempotency", "NEW.status IS NOT NULL").await;
         let first = post().await.unwrap();
         assert!(first.status().is_server_error(), "{}", first.status());
         assert_eq!(jobs().await, 0);
-        lose_answers(&h, false).await;
+        mdm_store::testing::stop_refusing_updates(&h.app.context.store, "rt_idempotency").await;
 
         // Tried again (after the reservation would have lapsed): one job, whatever the retries.
         h.app.clock.advance(chrono::Duration::minutes(3));
