@@ -20,10 +20,9 @@ pub struct ApiError {
     extensions: serde_json::Map<String, serde_json::Value>,
     /// What went wrong inside, for the log only.
     cause: Option<anyhow::Error>,
-    /// Seconds for `Retry-After` when the wait is known (else 5 on a 503 or 429).
-    retry_after_secs: Option<u64>,
-    /// A 503 whose detail was written for the caller (how long to wait, and why).
-    detail_for_caller: bool,
+    /// A known wait in seconds (`Retry-After`; else 5 on a 503 or 429). Its 503 carries a
+    /// detail written for the caller.
+    known_wait_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -33,8 +32,7 @@ impl ApiError {
             detail: Some(detail.into()),
             extensions: Default::default(),
             cause: None,
-            retry_after_secs: None,
-            detail_for_caller: false,
+            known_wait_secs: None,
         }
     }
 
@@ -45,8 +43,7 @@ impl ApiError {
             detail: None,
             extensions: Default::default(),
             cause: None,
-            retry_after_secs: None,
-            detail_for_caller: false,
+            known_wait_secs: None,
         }
     }
 
@@ -76,8 +73,7 @@ impl ApiError {
     /// nothing but their title.
     pub fn unavailable_for(wait: std::time::Duration, detail: impl Into<String>) -> Self {
         Self {
-            retry_after_secs: Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
-            detail_for_caller: true,
+            known_wait_secs: Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
             ..Self::new(ErrorCode::Unavailable, detail)
         }
     }
@@ -99,7 +95,7 @@ impl ApiError {
     /// The body this error answers with.
     pub fn problem(&self) -> Problem {
         let server_side = self.code.status() >= 500;
-        let detail = if server_side && !self.detail_for_caller {
+        let detail = if server_side && self.known_wait_secs.is_none() {
             None
         } else {
             self.detail.clone()
@@ -142,14 +138,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
         // A known wait (a vendor's quota) is expected, not a failure of ours.
-        if self.detail_for_caller {
+        if self.known_wait_secs.is_some() {
             tracing::info!(code = self.code.as_str(), detail = ?self.detail, "asked to wait");
         } else if self.code.status() >= 500 {
             tracing::error!(code = self.code.as_str(), detail = ?self.detail, cause = ?self.cause, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.content_type(PROBLEM_JSON);
-        if let Some(secs) = self.retry_after_secs {
+        if let Some(secs) = self.known_wait_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         } else if matches!(self.code, ErrorCode::Unavailable | ErrorCode::RateLimited) {
             response.insert_header((header::RETRY_AFTER, "5"));
