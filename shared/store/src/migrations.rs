@@ -13,7 +13,8 @@ use crate::error::StoreError;
 pub const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 pub const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// Serializes concurrent `mdm migrate` runs and replicas starting at once on PostgreSQL.
+/// Serializes concurrent `mdm migrate` runs and replicas starting at once on PostgreSQL
+/// (SQLite: the write lock, taken before the pending migrations are read).
 const PG_MIGRATION_LOCK: i64 = 0x6d64_6d5f_6d69_6772; // "mdm_migr"
 
 pub(crate) fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, StoreError> {
@@ -28,10 +29,17 @@ pub(crate) fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, StoreE
             c.batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))?;
             applied
         }
-        DbConnection::Sqlite(c) => c
-            .run_pending_migrations(SQLITE)
-            .map(versions)
-            .map_err(failed),
+        // The write lock first, then the list of pending migrations: another process
+        // (a CLI command beside the server) migrating the same file at that moment is
+        // waited for, and its migrations are not run twice.
+        DbConnection::Sqlite(_) => crate::store::immediate_transaction(conn, |conn| {
+            let DbConnection::Sqlite(c) = conn else {
+                unreachable!("matched above")
+            };
+            c.run_pending_migrations(SQLITE)
+                .map(versions)
+                .map_err(failed)
+        }),
     }
 }
 

@@ -214,7 +214,7 @@ impl Store {
 /// another process's write (the `mdm` CLI beside a running server): SQLite answers
 /// "database is locked" at once instead of honouring the busy timeout, since the snapshot
 /// it read may be stale. An immediate one waits for the lock up to the busy timeout.
-fn immediate_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+pub(crate) fn immediate_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,

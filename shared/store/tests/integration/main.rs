@@ -159,6 +159,28 @@ test_on_both_backends! {
     }
 }
 
+/// A server and CLI commands starting on a new SQLite file at once all migrate it: each
+/// migration runs once, the others wait and find nothing left to do (instead of running
+/// a migration again: "table already exists").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_migrating_one_sqlite_file_at_once_run_each_migration_once() {
+    let (_, names) = mdm_store::migrations::names().unwrap();
+    for _ in 0..5 {
+        let db = TestDatabase::empty(TestBackend::Sqlite).unwrap();
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let store = Store::open(db.url(), &PoolOptions::default()).unwrap();
+                tokio::spawn(async move { store.migrate().await })
+            })
+            .collect();
+        let mut applied = 0;
+        for run in runs {
+            applied += run.await.unwrap().unwrap().len();
+        }
+        assert_eq!(applied, names.len());
+    }
+}
+
 /// Two processes on one SQLite file (a server and a CLI command): a write transaction
 /// that read first waits for the other process's write instead of failing with
 /// "database is locked". Both writes land.
