@@ -199,27 +199,15 @@ pub fn insert_commands(c: &mut DbConnection, rows: &[WinCommandRow]) -> Result<(
     Ok(())
 }
 
-/// Marks a queued command delivered; false when it is no longer queued (canceled,
-/// expired, or delivered by another replica).
-pub fn mark_delivered(c: &mut DbConnection, id: &[u8], now: i64) -> Result<bool, StoreError> {
-    let updated = diesel::update(
-        win_commands::table
-            .find(id)
-            .filter(win_commands::state.eq(command_state::QUEUED)),
-    )
-    .set((
-        win_commands::state.eq(command_state::DELIVERED),
-        win_commands::delivered_at.eq(now),
-    ))
-    .execute(c)?;
-    Ok(updated == 1)
-}
-
-/// [`mark_delivered`] for many commands in one statement per 500; answers the ids that
-/// were still queued.
-pub fn mark_delivered_many(
+/// Marks commands delivered in the answer to the device message `message`
+/// (`<SessionID>/<MsgID>`), in one statement per 500; answers the ids that were still
+/// queued, or delivered already in an answer to this same message: the device sent it
+/// again because that answer never reached it. The others were canceled, expired, or
+/// delivered by another replica meanwhile.
+pub fn mark_delivered(
     c: &mut DbConnection,
     ids: &[Vec<u8>],
+    message: &str,
     now: i64,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
     let mut delivered = Vec::with_capacity(ids.len());
@@ -228,11 +216,18 @@ pub fn mark_delivered_many(
             diesel::update(
                 win_commands::table
                     .filter(win_commands::id.eq_any(chunk))
-                    .filter(win_commands::state.eq(command_state::QUEUED)),
+                    .filter(
+                        win_commands::state
+                            .eq(command_state::QUEUED)
+                            .or(win_commands::state
+                                .eq(command_state::DELIVERED)
+                                .and(win_commands::delivered_in.eq(message))),
+                    ),
             )
             .set((
                 win_commands::state.eq(command_state::DELIVERED),
                 win_commands::delivered_at.eq(now),
+                win_commands::delivered_in.eq(message),
             ))
             .returning(win_commands::id)
             .get_results::<Vec<u8>>(c)?,

@@ -117,6 +117,7 @@ fn deliver_action(
             created_at: created,
             delivered_at: None,
             completed_at: None,
+            delivered_in: None,
         })
         .collect();
     db::insert_commands(c, &rows)?;

@@ -195,6 +195,9 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
         return syncml(writer.finish(true));
     }
     writer.status(header.msg_id, "0", "SyncHdr", code::OK);
+    // Commands delivered in an answer to this very message are sent again: the device
+    // sends a message again only when the answer did not reach it.
+    let message_key = format!("{}/{}", header.session_id, header.msg_id);
 
     let mut effects = Effects::default();
     let mut gathered = Gathered::default();
@@ -265,7 +268,11 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
             .with(device_id, |d| {
                 d.pending
                     .iter()
-                    .filter(|p| !p.delivered && !answered.contains(&p.id) && p.expires_at > now)
+                    .filter(|p| {
+                        (!p.delivered || p.delivered_in.as_deref() == Some(message_key.as_str()))
+                            && !answered.contains(&p.id)
+                            && p.expires_at > now
+                    })
                     .take(budget)
                     .cloned()
                     .collect()
@@ -308,6 +315,7 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
             outbox: adapter.outbox.clone(),
             device_id,
             enrollment_id,
+            message: message_key.clone(),
             now: now_time,
             effects,
         };
@@ -333,6 +341,7 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
             for pending in d.pending.iter_mut() {
                 if applied.delivered.contains(&pending.id) {
                     pending.delivered = true;
+                    pending.delivered_in = Some(message_key.as_str().into());
                 }
             }
             let undeliverable: Vec<Uuid> = effects
@@ -640,6 +649,8 @@ pub(crate) struct Work {
     outbox: Outbox,
     device_id: DeviceId,
     enrollment_id: EnrollmentId,
+    /// The device message answered (`<SessionID>/<MsgID>`).
+    message: String,
     now: DateTime<Utc>,
     effects: Effects,
 }
@@ -659,12 +670,17 @@ fn apply_batch(
 ) -> Result<Vec<(Applied, Effects)>, StoreError> {
     let mut bulk = Bulk::default();
     let now = works.first().map_or(0, |w| w.now.timestamp_millis());
-    let deliveries: Vec<Vec<u8>> = works
-        .iter()
-        .flat_map(|w| w.effects.deliver.iter().map(|p| p.id.as_bytes().to_vec()))
-        .collect();
-    if !deliveries.is_empty() {
-        for id in db::mark_delivered_many(c, &deliveries, now)? {
+    let mut deliveries: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
+    for work in works.iter().filter(|w| !w.effects.deliver.is_empty()) {
+        deliveries.entry(work.message.as_str()).or_default().extend(
+            work.effects
+                .deliver
+                .iter()
+                .map(|p| p.id.as_bytes().to_vec()),
+        );
+    }
+    for (message, ids) in deliveries {
+        for id in db::mark_delivered(c, &ids, message, now)? {
             if let Ok(id) = Uuid::from_slice(&id) {
                 bulk.delivered.insert(id);
             }
@@ -807,6 +823,7 @@ impl Work {
             outbox,
             device_id,
             enrollment_id,
+            message: _,
             now: now_time,
             effects,
         } = self;

@@ -38,6 +38,8 @@ pub struct Pending {
     pub format: Option<String>,
     pub priority: bool,
     pub delivered: bool,
+    /// The device message whose answer carried it (see [`crate::db::mark_delivered`]).
+    pub delivered_in: Option<Arc<str>>,
     pub expires_at: i64,
 }
 
@@ -57,6 +59,7 @@ impl Pending {
             format: row.meta_format.clone(),
             priority: row.priority,
             delivered: row.state == command_state::DELIVERED,
+            delivered_in: row.delivered_in.as_deref().map(Arc::from),
             expires_at: row.expires_at,
         })
     }
@@ -417,6 +420,7 @@ mod tests {
             format: None,
             priority,
             delivered: false,
+            delivered_in: None,
             expires_at: 0,
         }
     }

@@ -6,6 +6,7 @@
 //! work account.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -162,10 +163,22 @@ pub struct WindowsDevice {
     /// Status codes forced for nodes (LocURI without `./Device`), as a broken or odd
     /// device would answer.
     pub overrides: BTreeMap<String, u16>,
+    /// How many times a management message is sent again when the connection fails or
+    /// the server answers one of [`RETRIED_STATUSES`], [`Self::retry_wait`] apart, as the
+    /// DM client does (Microsoft's "OMA DM Client Connection Retry"). 0 by default, so
+    /// that a test sees the first failure.
+    pub retries: u32,
+    pub retry_wait: Duration,
+    /// Answers to management messages to lose, as if the connection broke after the
+    /// server sent them (the message is then sent again as `retries` says).
+    pub lose_answers: u32,
     key: PKey<Private>,
     http: reqwest::Client,
     session_id: u32,
 }
+
+/// The answers after which the DM client sends its message again.
+pub const RETRIED_STATUSES: [u16; 6] = [404, 408, 413, 500, 503, 504];
 
 fn upper_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
@@ -267,6 +280,9 @@ impl WindowsDevice {
             reboots: 0,
             executed: Vec::new(),
             overrides: BTreeMap::new(),
+            retries: 0,
+            retry_wait: Duration::from_secs(1),
+            lose_answers: 0,
             key,
             http,
             session_id: 0,
@@ -831,6 +847,27 @@ impl WindowsDevice {
         capture.replace("<Final/>", &format!("{extra}<Final/>"))
     }
 
+    /// Sends a management message, and sends it again as [`Self::retries`] says.
+    async fn send_message(&mut self, message: String) -> anyhow::Result<(u16, String)> {
+        let mut retries = self.retries;
+        loop {
+            let mut sent = self.post_raw(message.clone(), true).await;
+            if sent.is_ok() && self.lose_answers > 0 {
+                self.lose_answers -= 1;
+                sent = Err(anyhow::anyhow!("the answer was lost"));
+            }
+            let again = match &sent {
+                Ok((status, _)) => RETRIED_STATUSES.contains(status),
+                Err(_) => true,
+            };
+            if !again || retries == 0 {
+                return sent;
+            }
+            retries -= 1;
+            tokio::time::sleep(self.retry_wait).await;
+        }
+    }
+
     /// Sends one raw message to the management endpoint; answers status and body.
     pub async fn post_raw(&self, body: String, with_cert: bool) -> anyhow::Result<(u16, String)> {
         let enrollment = self
@@ -904,7 +941,7 @@ impl WindowsDevice {
         let mut chunks: Option<(String, String, String, usize)> = None;
         let mut after_session = Vec::new();
         loop {
-            let (status, text) = self.post_raw(message, true).await?;
+            let (status, text) = self.send_message(message).await?;
             report.messages += 1;
             anyhow::ensure!(status == 200, "the server answered {status}: {text}");
             let root = tree::parse(&text)?;

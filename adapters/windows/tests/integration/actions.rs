@@ -231,3 +231,21 @@ test_on_both_backends! {
         h.action_state(none, ActionState::Failed).await;
     }
 }
+
+test_on_both_backends! {
+    async fn a_message_sent_again_gets_the_commands_of_its_lost_answer(db) {
+        // The answer carrying the restart is lost on its way (the server was killed after
+        // recording the delivery, say); the DM client sends its message again and must
+        // get the restart then, once.
+        let h = Harness::start(db).await;
+        let mut device = h.enrolled(Edition::Desktop).await;
+        device.sync().await.unwrap();
+        let id = h.act(&device, "rebootNow", json!({})).await;
+        h.queued(id).await;
+        device.retries = 1;
+        device.lose_answers = 1;
+        device.sync().await.unwrap();
+        h.action_state(id, ActionState::Done).await;
+        assert_eq!(device.reboots, 1);
+    }
+}

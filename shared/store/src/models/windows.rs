@@ -68,4 +68,6 @@ pub struct WinCommandRow {
     pub created_at: i64,
     pub delivered_at: Option<i64>,
     pub completed_at: Option<i64>,
+    /// The device message (`<SessionID>/<MsgID>`) whose answer carried it.
+    pub delivered_in: Option<String>,
 }

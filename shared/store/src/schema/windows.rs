@@ -59,6 +59,7 @@ diesel::table! {
         created_at -> BigInt,
         delivered_at -> Nullable<BigInt>,
         completed_at -> Nullable<BigInt>,
+        delivered_in -> Nullable<Text>,
     }
 }
 

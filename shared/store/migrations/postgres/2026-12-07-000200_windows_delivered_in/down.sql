@@ -1,0 +1,1 @@
+ALTER TABLE win_commands DROP COLUMN delivered_in;
