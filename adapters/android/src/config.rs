@@ -37,6 +37,10 @@ pub struct Config {
     pub worker_poll_ms: u64,
     /// AMAPI calls the worker makes at once.
     pub worker_concurrency: usize,
+    /// Seconds a worker's claim on a device's or an action's pending work lasts; a
+    /// replica that dies frees its claims after this. It must outlast the slowest
+    /// attempt: a token refresh, the rate limiter's wait and `request_timeout_secs`.
+    pub claim_lease_secs: u64,
     /// Seconds after which a command without news is looked up with `operations.get`.
     pub operation_poll_secs: u64,
     /// Seconds between reconcile runs (`devices.list` against what we know: finds the
@@ -73,6 +77,7 @@ impl Default for Config {
             enrollment_token_default_secs: 7 * 24 * 3600,
             worker_poll_ms: 500,
             worker_concurrency: 16,
+            claim_lease_secs: 120,
             operation_poll_secs: 600,
             reconcile_interval_secs: 3600,
             seen_flush_secs: 30,

@@ -25,9 +25,12 @@ use crate::amapi::{AmapiError, Disposition, Request};
 use crate::devices;
 use crate::store::{self, Outcome, device_state, phase};
 
-/// How long a claim on a row lasts (a worker that dies frees it after this).
-const LEASE_MS: i64 = 120_000;
 const BATCH: i64 = 256;
+
+/// How long a claim on a row lasts, in milliseconds.
+fn claim_lease_ms(adapter: &Adapter) -> i64 {
+    i64::try_from(adapter.config.claim_lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
 
 /// Runs until shutdown: whenever woken, and every poll interval.
 pub async fn run(adapter: Arc<Adapter>, shutdown: Shutdown) {
@@ -67,12 +70,13 @@ fn next_after(now: DateTime<Utc>, wait: Duration) -> i64 {
 async fn gate(adapter: &Arc<Adapter>) -> Result<usize, StoreError> {
     let now = adapter.now();
     let now_ms = to_millis(now);
+    let lease_ms = claim_lease_ms(adapter);
     let due = adapter
         .store
         .write(move |c| {
             let mut claimed = Vec::new();
             for row in store::due_devices(c, device_state::ENROLLING, now_ms, 100)? {
-                if store::claim_device(c, row.device_id, device_state::ENROLLING, now_ms, LEASE_MS)?
+                if store::claim_device(c, row.device_id, device_state::ENROLLING, now_ms, lease_ms)?
                 {
                     claimed.push(row);
                 }
@@ -182,12 +186,13 @@ async fn gate(adapter: &Arc<Adapter>) -> Result<usize, StoreError> {
 async fn delete_devices(adapter: &Arc<Adapter>) -> Result<usize, StoreError> {
     let now = adapter.now();
     let now_ms = to_millis(now);
+    let lease_ms = claim_lease_ms(adapter);
     let due = adapter
         .store
         .write(move |c| {
             let mut claimed = Vec::new();
             for row in store::due_devices(c, device_state::DELETING, now_ms, BATCH)? {
-                if store::claim_device(c, row.device_id, device_state::DELETING, now_ms, LEASE_MS)?
+                if store::claim_device(c, row.device_id, device_state::DELETING, now_ms, lease_ms)?
                 {
                     claimed.push(row);
                 }
@@ -304,13 +309,14 @@ async fn claim_due(
     phases: &'static [&'static str],
 ) -> Result<Vec<(ActionRow, Option<DeviceRow>)>, StoreError> {
     let now_ms = to_millis(adapter.now());
+    let lease_ms = claim_lease_ms(adapter);
     adapter
         .store
         .write(move |c| {
             let mut claimed = Vec::new();
             for &wanted in phases {
                 for row in store::due_actions(c, wanted, now_ms, BATCH)? {
-                    if store::claim_action(c, row.action_id, wanted, now_ms, LEASE_MS)? {
+                    if store::claim_action(c, row.action_id, wanted, now_ms, lease_ms)? {
                         let device = store::device(c, row.device_id)?;
                         claimed.push((row, device));
                     }

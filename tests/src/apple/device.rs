@@ -101,6 +101,10 @@ pub struct SimulatedDevice {
     pub profiles: Vec<InstalledProfile>,
     pub managed_apps: Vec<String>,
     pub received: Vec<Received>,
+    /// A command's report that did not reach the server (the connection failed, or the
+    /// server answered 5xx): sent before anything else at the next check-in, as devices
+    /// do (Apple: "it is possible for the device to send the same status twice").
+    pub unsent_report: Option<Dictionary>,
     /// Scripted answers per RequestType, used in order; afterwards Acknowledge.
     pub scripts: HashMap<String, VecDeque<Answer>>,
     /// Statuses and bodies of the last check-in and report.
@@ -172,6 +176,7 @@ impl SimulatedDevice {
                 vec!["com.example.mail".into(), "com.example.notes".into()]
             },
             received: Vec::new(),
+            unsent_report: None,
             scripts: HashMap::new(),
             last_status: 0,
             last_body: Bytes::new(),
@@ -436,21 +441,35 @@ impl SimulatedDevice {
         Ok((status, response.bytes().await?))
     }
 
-    /// Checks in with Idle and works through the commands the server hands out until it
-    /// answers nothing. Answers how many commands were handled.
+    /// Checks in with Idle (or the report that did not get through last time) and works
+    /// through the commands the server hands out until it answers nothing. Answers how
+    /// many commands were handled.
     pub async fn poll(&mut self) -> anyhow::Result<usize> {
         if self.state != DeviceState::Enrolled {
             return Ok(0);
         }
-        let mut report = self.status_report("Idle", None);
+        let mut report = self
+            .unsent_report
+            .take()
+            .unwrap_or_else(|| self.status_report("Idle", None));
         let mut handled = 0;
         for _ in 0..1000 {
-            let (status, body) = self
+            let sent = self
                 .send(&self.server_url.clone(), to_xml(&report), false)
-                .await?;
+                .await;
+            let (status, body) = match sent {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.keep_unsent(report);
+                    return Err(error);
+                }
+            };
             self.last_status = status;
             self.last_body = body.clone();
             if status != 200 {
+                if status >= 500 {
+                    self.keep_unsent(report);
+                }
                 return Ok(handled);
             }
             if body.is_empty() {
@@ -487,6 +506,13 @@ impl SimulatedDevice {
             }
         }
         Ok(handled)
+    }
+
+    /// Keeps a command's report for the next check-in (an Idle is sent anew anyway).
+    fn keep_unsent(&mut self, report: Dictionary) {
+        if report.get("CommandUUID").is_some() {
+            self.unsent_report = Some(report);
+        }
     }
 
     fn status_report(&self, status: &str, uuid: Option<&str>) -> Dictionary {

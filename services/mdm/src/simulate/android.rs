@@ -90,19 +90,25 @@ pub async fn enrol(google: &MockGoogle, token: &str, n: u32) -> Result<Simulated
 pub async fn keep_checking_in(device: SimulatedDevice, check_ins: CheckIns) {
     let mut executed = 0;
     while check_ins.pause().await {
+        tell_carried_out(&device, &mut executed);
         if device.resource().is_none() {
             eprintln!("Android {}: left management", device.name());
             return;
         }
-        let state = device.state();
-        if state.executed.len() > executed {
-            eprintln!(
-                "Android {}: carried out {}",
-                device.name(),
-                state.executed[executed..].join(", ")
-            );
-            executed = state.executed.len();
-        }
         device.report_status().await;
+    }
+    tell_carried_out(&device, &mut executed);
+}
+
+/// Prints the commands carried out since the first `executed` ones.
+fn tell_carried_out(device: &SimulatedDevice, executed: &mut usize) {
+    let state = device.state();
+    if state.executed.len() > *executed {
+        eprintln!(
+            "Android {}: carried out {}",
+            device.name(),
+            state.executed[*executed..].join(", ")
+        );
+        *executed = state.executed.len();
     }
 }

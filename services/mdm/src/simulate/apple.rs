@@ -104,10 +104,16 @@ pub async fn keep_checking_in(
         if !carry_on {
             return;
         }
-        match device.poll().await {
-            Ok(0) => {}
-            Ok(handled) => eprintln!("{}: handled {handled} commands", label(&device)),
-            Err(error) => eprintln!("{}: check-in failed: {error:#}", label(&device)),
+        let received = device.received.len();
+        if let Err(error) = device.poll().await {
+            eprintln!("{}: check-in failed: {error:#}", label(&device));
+        }
+        if device.received.len() > received {
+            let commands: Vec<&str> = device.received[received..]
+                .iter()
+                .map(|r| r.request_type.as_str())
+                .collect();
+            eprintln!("{}: carried out {}", label(&device), commands.join(", "));
         }
         if device.state != DeviceState::Enrolled {
             eprintln!("{}: left management ({:?})", label(&device), device.state);

@@ -44,11 +44,29 @@ pub async fn enrol(
 ) -> Result<WindowsDevice, CliError> {
     let mut device = WindowsDevice::new(server, WINDOWS_CERT_HEADER, edition)
         .map_err(failed("making a Windows device"))?;
-    device
-        .enroll(&user.user_principal_name, &user.password)
-        .await
-        .map_err(|e| CliError::Failed(format!("enrolling a Windows device: {e}")))?;
-    Ok(device)
+    // As the DM client, send a message again when the server cannot be reached (it is
+    // restarting, say), here every second for half a minute.
+    device.retries = 30;
+    // As the enrollment client, try again when the server is busy (InMaintenance, a
+    // request timed out): a few times, a second apart.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match device
+            .enroll(&user.user_principal_name, &user.password)
+            .await
+        {
+            Ok(_) => return Ok(device),
+            Err(e) if attempts < 5 => {
+                eprintln!(
+                    "enrolling Windows {} failed ({e}); trying again",
+                    device.name
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(CliError::Failed(format!("enrolling a Windows device: {e}"))),
+        }
+    }
 }
 
 /// Gives an enrolled device a push channel of `wns` when the server provisioned push.
@@ -82,30 +100,27 @@ pub async fn keep_checking_in(
                 false
             }
         };
+        let executed = device.executed.len();
         let session = if pushed {
             device.sync_after_push().await
         } else {
             device.sync().await
         };
-        match session {
-            Ok(report) => {
-                let actions: Vec<&str> = report
-                    .executed
-                    .iter()
-                    .filter(|e| e.verb != "Get")
-                    .map(|e| e.loc_uri.as_str())
-                    .collect();
-                if !actions.is_empty() {
-                    eprintln!(
-                        "Windows {}: carried out {}",
-                        device.name,
-                        actions.join(", ")
-                    );
-                }
-            }
-            Err(error) => {
-                eprintln!("Windows {}: sync failed: {error:#}", device.name);
-            }
+        if let Err(error) = session {
+            eprintln!("Windows {}: sync failed: {error:#}", device.name);
+        }
+        // What it carried out, even in a session that failed afterwards.
+        let actions: Vec<&str> = device.executed[executed..]
+            .iter()
+            .filter(|e| e.verb != "Get")
+            .map(|e| e.loc_uri.as_str())
+            .collect();
+        if !actions.is_empty() {
+            eprintln!(
+                "Windows {}: carried out {}",
+                device.name,
+                actions.join(", ")
+            );
         }
         if device.lifecycle != Lifecycle::Enrolled {
             eprintln!(

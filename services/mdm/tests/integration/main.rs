@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod crash;
 mod demo;
 mod restart;
 mod serve;
@@ -29,6 +30,33 @@ pub fn with_database(command: &mut Command, db: Option<&TestDatabase>) {
     if let Some(db) = db {
         command.env("MDM_DATABASE__URL", db.url());
     }
+}
+
+/// A tenant with the standalone authority and an admin token, made by the operator.
+pub async fn tenant_admin(dir: &Path, db: Option<&TestDatabase>, server: &str) -> String {
+    serve::bootstrap_operator(dir, db);
+    let mut create = mdm(dir);
+    create.args(["tenants", "create", "--name", "Contoso"]);
+    with_database(&mut create, db);
+    let (ok, stdout, stderr) = serve::output(&mut create);
+    assert!(ok, "{stderr}");
+    let tenant: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let mut admin = mdm(dir);
+    admin.args(["tokens", "create", "--role", "admin", "--tenant"]);
+    admin.arg(tenant["id"].as_str().unwrap());
+    with_database(&mut admin, db);
+    let (ok, token, stderr) = serve::output(&mut admin);
+    assert!(ok, "{stderr}");
+    let token = token.trim().to_owned();
+    let set = mdm_runtime::testing::http_client()
+        .put(format!("{server}/api/v1/organization/mdmAuthority"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "mobileDeviceManagementAuthority": "standalone" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success(), "{}", set.text().await.unwrap());
+    token
 }
 
 /// A server started with `mdm serve` on free ports.

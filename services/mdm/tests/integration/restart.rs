@@ -12,8 +12,7 @@ use mdm_store::testing::{TestBackend, TestDatabase};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::serve::{bootstrap_operator, output};
-use crate::{Running, Server, mdm, with_database};
+use crate::{Running, Server, mdm, tenant_admin};
 
 /// Seconds a stopping replica keeps serving, unready, before it closes its listener.
 const DRAIN_SECS: &str = "3";
@@ -112,33 +111,6 @@ where
     }
 }
 
-/// A tenant with the standalone authority and an admin token, made by the operator.
-async fn admin_token(dir: &std::path::Path, db: &TestDatabase, server: &str) -> String {
-    bootstrap_operator(dir, Some(db));
-    let mut create = mdm(dir);
-    create.args(["tenants", "create", "--name", "Contoso"]);
-    with_database(&mut create, Some(db));
-    let (ok, stdout, stderr) = output(&mut create);
-    assert!(ok, "{stderr}");
-    let tenant: Value = serde_json::from_str(&stdout).unwrap();
-    let mut admin = mdm(dir);
-    admin.args(["tokens", "create", "--role", "admin", "--tenant"]);
-    admin.arg(tenant["id"].as_str().unwrap());
-    with_database(&mut admin, Some(db));
-    let (ok, token, stderr) = output(&mut admin);
-    assert!(ok, "{stderr}");
-    let token = token.trim().to_owned();
-    let set = reqwest::Client::new()
-        .put(format!("{server}/api/v1/organization/mdmAuthority"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "mobileDeviceManagementAuthority": "standalone" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(set.status().is_success(), "{}", set.text().await.unwrap());
-    token
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_stops_under_load_and_nothing_is_lost_on_postgres() {
     let Some(db) = TestDatabase::new(TestBackend::Postgres).await else {
@@ -166,7 +138,7 @@ async fn a_replica_stops_under_load_and_nothing_is_lost_on_postgres() {
     .await;
     let mut second = Server::start(d, Some(&db), &env);
     balancer.start(&[&first.url, &second.url]);
-    let admin = admin_token(d, &db, &balancer.url).await;
+    let admin = tenant_admin(d, Some(&db), &balancer.url).await;
 
     let mut devices = Running::spawn(
         mdm(d)
