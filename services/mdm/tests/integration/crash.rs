@@ -158,6 +158,8 @@ async fn each_device_acts_once_although_the_server_was_killed(backend: TestBacke
         ("MDM_ANDROID__API_BASE_URL", amapi_url.as_str()),
         ("MDM_ANDROID__PUBSUB__TOKEN", PUBSUB_TOKEN),
         ("MDM_WINDOWS__CLIENT_CERT_HEADER", "X-Client-Cert"),
+        // A share of the test PostgreSQL's connections that leaves room for the others.
+        ("MDM_DATABASE__MAX_CONNECTIONS", "6"),
         // The Windows users' passwords: hashed quickly, the test is not about them.
         ("MDM_ENROLLMENT__PASSWORD_HASH_ITERATIONS", "1000"),
         // What the killed process had claimed is taken over after seconds, not minutes;
