@@ -26,6 +26,7 @@ use mdm_domain::{
     Platform, Role, TenantId, UserId,
 };
 use mdm_runtime::crypto::SecretBox;
+use mdm_runtime::idempotency::ReservedKey;
 use mdm_runtime::outbox::{self, Outbox};
 use mdm_runtime::{Caller, SharedClock, audit};
 use mdm_store::models::dispatch::ActionRow;
@@ -107,6 +108,26 @@ pub struct Created {
     pub pin: Option<String>,
 }
 
+/// The answer to a request with an `Idempotency-Key`: stored in the transaction that
+/// makes the action, so that a crash cannot leave one without the other.
+pub struct IdempotentAnswer {
+    pub key: ReservedKey,
+    /// Whether the answer shows a Mac's PIN.
+    pub shows_pin: bool,
+}
+
+impl IdempotentAnswer {
+    /// The answer's body for `created`: what the handler sends too.
+    pub fn body(shows_pin: bool, created: &Created) -> Result<Vec<u8>> {
+        let pin = created.pin.clone().filter(|_| shows_pin);
+        serde_json::to_vec(&actions::view(&created.row, pin)).map_err(|e| {
+            Error::from(mdm_store::StoreError::from(
+                diesel::result::Error::SerializationError(Box::new(e)),
+            ))
+        })
+    }
+}
+
 /// The dispatch service's shared state.
 pub struct Dispatcher {
     pub config: Config,
@@ -174,10 +195,11 @@ impl Dispatcher {
         tenant: TenantId,
         device: DeviceId,
         requested: Requested,
+        answer: Option<IdempotentAnswer>,
     ) -> Result<Created> {
         let kind = requested.kind();
         let outcome = self
-            .request_checked(&requester, tenant, device, requested)
+            .request_checked(&requester, tenant, device, requested, answer)
             .await;
         let label = if outcome.is_ok() {
             "accepted"
@@ -217,6 +239,7 @@ impl Dispatcher {
         tenant: TenantId,
         device: DeviceId,
         requested: Requested,
+        answer: Option<IdempotentAnswer>,
     ) -> Result<Created> {
         let record = self.device(tenant, device).await?;
         if let Requester::Caller {
@@ -243,7 +266,16 @@ impl Dispatcher {
         let deps = self.deps();
         let mut outcomes = self
             .store
-            .write(move |c| write_plans(c, &deps, vec![plan], now))
+            .write(move |c| {
+                let outcomes = write_plans(c, &deps, vec![plan], now)?;
+                if let (Some(answer), Some(Ok(created))) = (&answer, outcomes.last()) {
+                    let body = IdempotentAnswer::body(answer.shows_pin, created)?;
+                    answer
+                        .key
+                        .record(c, actix_web::http::StatusCode::ACCEPTED, None, &body)?;
+                }
+                Ok::<_, Error>(outcomes)
+            })
             .await?;
         outcomes.pop().unwrap_or(Err(Error::NotFound("action")))
     }

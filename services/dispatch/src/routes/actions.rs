@@ -7,12 +7,13 @@ use mdm_api::internal::adapter::ActionParams;
 use mdm_api::public::{RemoteLockRequest, WipeRequest};
 use mdm_domain::capability::required_permission;
 use mdm_domain::{ActionId, ActionKind, DeviceId, Permission, Role};
+use mdm_runtime::idempotency::ReservedKey;
 use mdm_runtime::{ApiError, Caller, audit};
 use serde::Deserialize;
 
 use super::{DEVICE, Shared, optional_json};
 use crate::actions;
-use crate::dispatcher::{Requested, Requester, cancel_in_transaction};
+use crate::dispatcher::{IdempotentAnswer, Requested, Requester, cancel_in_transaction};
 use crate::error::Error;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -34,8 +35,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                      d: Shared,
                      id: web::Path<DeviceId>,
                      kind: web::Data<ActionKind>,
+                     key: Option<web::ReqData<ReservedKey>>,
                      body: web::Bytes| async move {
-                        act(caller, d, id.into_inner(), *kind.get_ref(), &body, false).await
+                        let key = key.map(web::ReqData::into_inner);
+                        act(
+                            caller,
+                            d,
+                            id.into_inner(),
+                            *kind.get_ref(),
+                            &body,
+                            key,
+                            false,
+                        )
+                        .await
                     },
                 ),
         );
@@ -54,8 +66,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                      d: Shared,
                      id: web::Path<DeviceId>,
                      kind: web::Data<ActionKind>,
+                     key: Option<web::ReqData<ReservedKey>>,
                      body: web::Bytes| async move {
-                        act(caller, d, id.into_inner(), *kind.get_ref(), &body, true).await
+                        let key = key.map(web::ReqData::into_inner);
+                        act(
+                            caller,
+                            d,
+                            id.into_inner(),
+                            *kind.get_ref(),
+                            &body,
+                            key,
+                            true,
+                        )
+                        .await
                     },
                 ),
         );
@@ -78,6 +101,7 @@ async fn act(
     device: DeviceId,
     kind: ActionKind,
     body: &[u8],
+    key: Option<ReservedKey>,
     self_service: bool,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = if self_service {
@@ -92,9 +116,16 @@ async fn act(
         caller,
         self_service,
     };
-    let created = d.request(requester, tenant, device, requested).await?;
-    let pin = created.pin.filter(|_| may_see_pin);
-    Ok(HttpResponse::Accepted().json(actions::view(&created.row, pin)))
+    let answer = key.map(|key| IdempotentAnswer {
+        key,
+        shows_pin: may_see_pin,
+    });
+    let created = d
+        .request(requester, tenant, device, requested, answer)
+        .await?;
+    Ok(HttpResponse::Accepted()
+        .content_type("application/json")
+        .body(IdempotentAnswer::body(may_see_pin, &created)?))
 }
 
 /// A role that may not take `kind` through the admin API is refused before anything

@@ -179,3 +179,39 @@ test_on_both_backends! {
         h.app.stop().await;
     }
 }
+
+test_on_both_backends! {
+    async fn an_action_and_its_idempotent_answer_are_one_write(db) {
+        let h = Harness::start(db).await;
+        let device = h.fakes.add(h.tenant, NewDevice::new(Platform::Ios));
+        let post = || {
+            h.http.post(h.url(&format!("/api/v1/deviceManagement/managedDevices/{device}/remoteLock")))
+                .bearer_auth(&h.admin)
+                .header("Idempotency-Key", "lock-the-lost-phone")
+                .send()
+        };
+        let actions = || async {
+            use diesel::prelude::*;
+            h.app.context.store.read(|c| mdm_store::schema::dsp_actions::table.count().get_result::<i64>(c).map_err(mdm_store::StoreError::from)).await.unwrap()
+        };
+
+        // The answer cannot be stored: no action may be made without it.
+        mdm_store::testing::refuse_updates(&h.app.context.store, "rt_idempotency", "NEW.status IS NOT NULL").await;
+        let first = post().await.unwrap();
+        assert!(first.status().is_server_error(), "{}", first.status());
+        assert_eq!(actions().await, 0);
+        mdm_store::testing::stop_refusing_updates(&h.app.context.store, "rt_idempotency").await;
+
+        // Tried again (after the reservation would have lapsed): one action, however often.
+        h.app.clock.advance(chrono::Duration::minutes(3));
+        let second = post().await.unwrap();
+        assert_eq!(second.status(), 202);
+        let action: serde_json::Value = second.json().await.unwrap();
+        let replay = post().await.unwrap();
+        assert_eq!(replay.status(), 202);
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(replay.json::<serde_json::Value>().await.unwrap()["id"], action["id"]);
+        assert_eq!(actions().await, 1);
+        h.app.stop().await;
+    }
+}
