@@ -197,7 +197,7 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
     writer.status(header.msg_id, "0", "SyncHdr", code::OK);
     // Commands delivered in an answer to this very message are sent again: the device
     // sends a message again only when the answer did not reach it.
-    let message_key = format!("{}/{}", header.session_id, header.msg_id);
+    let message_key: Arc<str> = format!("{}/{}", header.session_id, header.msg_id).into();
 
     let mut effects = Effects::default();
     let mut gathered = Gathered::default();
@@ -269,7 +269,7 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
                 d.pending
                     .iter()
                     .filter(|p| {
-                        (!p.delivered || p.delivered_in.as_deref() == Some(message_key.as_str()))
+                        (!p.delivered || p.delivered_in.as_ref() == Some(&message_key))
                             && !answered.contains(&p.id)
                             && p.expires_at > now
                     })
@@ -341,7 +341,7 @@ pub async fn handle(adapter: Arc<Adapter>, cert_der: Option<Vec<u8>>, body: &[u8
             for pending in d.pending.iter_mut() {
                 if applied.delivered.contains(&pending.id) {
                     pending.delivered = true;
-                    pending.delivered_in = Some(message_key.as_str().into());
+                    pending.delivered_in = Some(message_key.clone());
                 }
             }
             let undeliverable: Vec<Uuid> = effects
@@ -650,7 +650,7 @@ pub(crate) struct Work {
     device_id: DeviceId,
     enrollment_id: EnrollmentId,
     /// The device message answered (`<SessionID>/<MsgID>`).
-    message: String,
+    message: Arc<str>,
     now: DateTime<Utc>,
     effects: Effects,
 }
@@ -672,7 +672,7 @@ fn apply_batch(
     let now = works.first().map_or(0, |w| w.now.timestamp_millis());
     let mut deliveries: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
     for work in works.iter().filter(|w| !w.effects.deliver.is_empty()) {
-        deliveries.entry(work.message.as_str()).or_default().extend(
+        deliveries.entry(&*work.message).or_default().extend(
             work.effects
                 .deliver
                 .iter()

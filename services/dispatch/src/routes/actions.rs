@@ -19,68 +19,27 @@ use crate::error::Error;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let device = |rest: &str| format!("/api/v1/deviceManagement/managedDevices/{DEVICE}/{rest}");
     let mine = |rest: &str| format!("/api/v1/me/managedDevices/{DEVICE}/{rest}");
-    for (path, kind) in [
+    let admin = [
         ("remoteLock", ActionKind::RemoteLock),
         ("resetPasscode", ActionKind::ResetPasscode),
         ("wipe", ActionKind::Wipe),
         ("retire", ActionKind::Retire),
         ("rebootNow", ActionKind::RebootNow),
         ("syncDevice", ActionKind::SyncDevice),
-    ] {
-        cfg.service(
-            web::resource(device(path))
-                .app_data(web::Data::new(kind))
-                .post(
-                    |caller: Caller,
-                     d: Shared,
-                     id: web::Path<DeviceId>,
-                     kind: web::Data<ActionKind>,
-                     key: Option<web::ReqData<ReservedKey>>,
-                     body: web::Bytes| async move {
-                        let key = key.map(web::ReqData::into_inner);
-                        act(
-                            caller,
-                            d,
-                            id.into_inner(),
-                            *kind.get_ref(),
-                            &body,
-                            key,
-                            false,
-                        )
-                        .await
-                    },
-                ),
-        );
-    }
-    for (path, kind) in [
+    ]
+    .map(|(path, kind)| (device(path), kind, false));
+    let own = [
         ("remoteLock", ActionKind::RemoteLock),
         ("resetPasscode", ActionKind::ResetPasscode),
         ("wipe", ActionKind::Wipe),
         ("retire", ActionKind::Retire),
-    ] {
+    ]
+    .map(|(path, kind)| (mine(path), kind, true));
+    for (path, kind, self_service) in admin.into_iter().chain(own) {
         cfg.service(
-            web::resource(mine(path))
-                .app_data(web::Data::new(kind))
-                .post(
-                    |caller: Caller,
-                     d: Shared,
-                     id: web::Path<DeviceId>,
-                     kind: web::Data<ActionKind>,
-                     key: Option<web::ReqData<ReservedKey>>,
-                     body: web::Bytes| async move {
-                        let key = key.map(web::ReqData::into_inner);
-                        act(
-                            caller,
-                            d,
-                            id.into_inner(),
-                            *kind.get_ref(),
-                            &body,
-                            key,
-                            true,
-                        )
-                        .await
-                    },
-                ),
+            web::resource(path)
+                .app_data(web::Data::new(ActionRoute { kind, self_service }))
+                .post(take_action),
         );
     }
     cfg.service(web::resource(device("deviceActionResults")).get(results))
@@ -92,6 +51,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource(device("retirePreview")).get(retire_preview))
         .service(web::resource(device("wipePreview")).get(wipe_preview));
+}
+
+/// What an action route takes: the action, for an admin or on the caller's own device.
+struct ActionRoute {
+    kind: ActionKind,
+    self_service: bool,
+}
+
+async fn take_action(
+    caller: Caller,
+    d: Shared,
+    id: web::Path<DeviceId>,
+    route: web::Data<ActionRoute>,
+    key: Option<web::ReqData<ReservedKey>>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let key = key.map(web::ReqData::into_inner);
+    act(
+        caller,
+        d,
+        id.into_inner(),
+        route.kind,
+        &body,
+        key,
+        route.self_service,
+    )
+    .await
 }
 
 /// Takes an action: 202 with the action, or the refusal; nothing is sent when refused.
