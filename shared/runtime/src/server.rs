@@ -268,9 +268,9 @@ impl Application {
     }
 
     /// Serves until shutdown is triggered, then: readiness turns 503; after the drain
-    /// delay the public listener stops accepting and its requests in flight finish (within
-    /// the shutdown timeout); then the relay and the internal listener stop, and the other
-    /// background work.
+    /// delay (cut short when shutdown is hurried) the public listener stops accepting and
+    /// its requests in flight finish (within the shutdown timeout); then the relay and the
+    /// internal listener stop, and the other background work.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             context,
@@ -300,8 +300,9 @@ impl Application {
         readiness.begin_shutdown();
         tracing::info!("shutting down: readiness is now 503");
         let drain = Duration::from_secs(context.config.server.drain_delay_secs);
-        if !drain.is_zero() {
-            tokio::time::sleep(drain).await;
+        tokio::select! {
+            () = tokio::time::sleep(drain) => {}
+            () = shutdown.wait_hurried() => tracing::info!("drain delay cut short"),
         }
         // Stop accepting; let requests in flight finish. Public requests call other
         // services through the internal listener until they are done, so it stops after

@@ -154,6 +154,11 @@ impl TestApp {
         self.shutdown.trigger();
     }
 
+    /// Ends the drain delay of a shutdown begun (as a second SIGTERM does).
+    pub fn hurry_shutdown(&self) {
+        self.shutdown.hurry();
+    }
+
     /// Shuts down and waits for the process to stop; answers its database (to start
     /// another process on it).
     pub async fn stop(mut self) -> TestDatabase {

@@ -11,6 +11,7 @@ mod serve;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mdm_store::testing::TestDatabase;
@@ -59,10 +60,12 @@ pub async fn tenant_admin(dir: &Path, db: Option<&TestDatabase>, server: &str) -
     token
 }
 
-/// A server started with `mdm serve` on free ports.
+/// A server started with `mdm serve` on free ports. Its log is kept: a test that fails
+/// prints the warnings and errors it holds, and its last lines.
 pub struct Server {
     pub child: Child,
     pub url: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -81,9 +84,13 @@ impl Server {
         }
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = log.clone();
+        // Read to the end, so that the server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -99,9 +106,25 @@ impl Server {
                 break format!("http://{}", event["public"].as_str().unwrap());
             }
         };
-        // Keep draining the log so that the server never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        Self { child, url }
+        Self { child, url, log }
+    }
+
+    /// What a failing test shows of the log: its warnings and errors, and its last lines.
+    fn print_log(&self) {
+        let log = self.log.lock().unwrap();
+        let last = log.len().saturating_sub(20);
+        eprintln!(
+            "--- mdm serve {}: warnings, errors and the last lines",
+            self.url
+        );
+        for (n, line) in log.iter().enumerate() {
+            let level = serde_json::from_str::<serde_json::Value>(line)
+                .map(|event| event["level"].as_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            if n >= last || !matches!(level.as_str(), "INFO" | "DEBUG" | "TRACE") {
+                eprintln!("{line}");
+            }
+        }
     }
 
     pub fn signal(&self, signal: &str) {
@@ -129,6 +152,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.print_log();
+        }
     }
 }
 

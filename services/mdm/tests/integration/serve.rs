@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mdm_store::testing::{TestBackend, TestDatabase};
 
@@ -166,27 +166,34 @@ async fn cli_bootstrap_on_postgres() {
 }
 
 /// A request whose body is still arriving when SIGTERM comes completes normally; the
-/// server answers 503 on /readyz while it drains, then exits cleanly.
+/// server answers 503 on /readyz while it drains; a second SIGTERM ends the drain delay,
+/// and the request still completes although the listener has closed; then it exits
+/// cleanly.
 async fn sigterm_finishes_the_request_in_flight(backend: TestBackend) {
     let Some(db) = database(backend) else { return };
     let dir = tempfile::tempdir().unwrap();
     let operator = bootstrap_operator(dir.path(), db.as_ref());
+    // A drain delay longer than the test: the second SIGTERM ends it.
     let mut server = Server::start(
         dir.path(),
         db.as_ref(),
-        &[("MDM_SERVER__DRAIN_DELAY_SECS", "2")],
+        &[("MDM_SERVER__DRAIN_DELAY_SECS", "3600")],
     );
     let address = server.url.trim_start_matches("http://").to_owned();
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("{}/readyz", server.url))
+    // A new connection for each request, as a load balancer's probe makes.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let readyz = async || {
+        http.get(format!("{}/readyz", server.url))
             .send()
             .await
             .unwrap()
             .status()
-            == 200
-        {
+    };
+    for _ in 0..100 {
+        if readyz().await == 200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -203,16 +210,13 @@ async fn sigterm_finishes_the_request_in_flight(backend: TestBackend) {
     )
     .unwrap();
     stream.flush().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     server.signal("-TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let readyz = http
-        .get(format!("{}/readyz", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(readyz.status(), 503, "unready while draining");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readyz().await != 503 {
+        assert!(Instant::now() < deadline, "still ready after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Keep-alive connections are closed after their next answer, so that clients come
     // back through the load balancer to a ready replica.
     let mut probe = TcpStream::connect(&address).unwrap();
@@ -228,6 +232,11 @@ async fn sigterm_finishes_the_request_in_flight(backend: TestBackend) {
         "{answer}"
     );
 
+    server.signal("-TERM");
+    while TcpStream::connect(&address).is_ok() {
+        assert!(Instant::now() < deadline, "the listener still accepts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stream.write_all(tail.as_bytes()).unwrap();
     let mut response = String::new();
     stream

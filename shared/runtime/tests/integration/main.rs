@@ -7,8 +7,9 @@ mod http;
 mod outbox;
 mod readiness;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -17,6 +18,7 @@ use mdm_api::internal::Message;
 use mdm_runtime::inbox::{HandlerError, Inbox};
 use mdm_runtime::{Context, Module};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// The message the tests send around.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,11 +103,7 @@ impl Receiver {
 fn probe_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/test/slow").get(|req: actix_web::HttpRequest| async move {
-            slow_started()
-                .lock()
-                .unwrap()
-                .push(req.query_string().to_owned());
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            held().enter(req.query_string()).await;
             HttpResponse::Ok().body("finished")
         }),
     )
@@ -115,11 +113,41 @@ fn probe_routes(cfg: &mut web::ServiceConfig) {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// The query strings of the slow requests that have reached their handler (tests run
-/// side by side in this process, so each tags its own).
-pub fn slow_started() -> &'static std::sync::Mutex<Vec<String>> {
-    static STARTED: std::sync::OnceLock<std::sync::Mutex<Vec<String>>> = std::sync::OnceLock::new();
-    STARTED.get_or_init(Default::default)
+/// Requests held in their handler until their test releases them, so that a test decides
+/// when they end relative to a shutdown, whatever the machine's load. Tests run side by
+/// side in this process, so each tags its own requests.
+#[derive(Default)]
+pub struct Held {
+    started: watch::Sender<HashSet<String>>,
+    released: watch::Sender<HashSet<String>>,
+}
+
+pub fn held() -> &'static Held {
+    static HELD: OnceLock<Held> = OnceLock::new();
+    HELD.get_or_init(Held::default)
+}
+
+impl Held {
+    /// Called by a handler: says that `tag` has started, then waits for its release.
+    pub async fn enter(&self, tag: &str) {
+        self.started.send_modify(|started| {
+            started.insert(tag.to_owned());
+        });
+        let mut released = self.released.subscribe();
+        released.wait_for(|r| r.contains(tag)).await.unwrap();
+    }
+
+    /// Waits until the request tagged `tag` is in its handler.
+    pub async fn started(&self, tag: &str) {
+        let mut started = self.started.subscribe();
+        started.wait_for(|s| s.contains(tag)).await.unwrap();
+    }
+
+    pub fn release(&self, tag: &str) {
+        self.released.send_modify(|released| {
+            released.insert(tag.to_owned());
+        });
+    }
 }
 
 async fn counter() -> HttpResponse {

@@ -1,7 +1,7 @@
 //! Readiness and shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use mdm_api::Service;
@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::{Behaviour, Ping, Receiver, modules};
+use crate::{Behaviour, Ping, Receiver, held, modules};
 
 async fn readyz(url: &str) -> (StatusCode, Value) {
     let response = reqwest::get(format!("{url}/readyz")).await.unwrap();
@@ -86,15 +86,13 @@ async fn unready_until_migrated_on_postgres() {
 test_on_both_backends! {
     async fn shutdown_turns_unready_and_finishes_requests_in_flight(db) {
         let receiver = Receiver::new(Behaviour::Apply);
-        let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 1, modules(&receiver)).await;
+        // A drain delay longer than the test: it ends when the test hurries the shutdown.
+        let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 3600, modules(&receiver)).await;
         app.wait_until_ready().await;
 
         let tag = app.url.rsplit(':').next().unwrap().to_owned();
         let slow = tokio::spawn(reqwest::get(format!("{}/api/test/slow?{tag}", app.url)));
-        // Shutdown begins once this request is in its handler, however busy the machine.
-        while !crate::slow_started().lock().unwrap().contains(&tag) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        held().started(&tag).await;
         app.begin_shutdown();
 
         // During the drain delay the process still answers, but as unready.
@@ -102,7 +100,10 @@ test_on_both_backends! {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["reason"], "shutting down");
 
-        // The request that was in flight completes normally.
+        // The request that was in flight when the listener closed completes normally.
+        app.hurry_shutdown();
+        wait_until_refused(&app.url).await;
+        held().release(&tag);
         let response = slow.await.unwrap().unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.text().await.unwrap(), "finished");
@@ -111,8 +112,23 @@ test_on_both_backends! {
     }
 }
 
+/// Waits until the public listener refuses new connections: it has stopped accepting.
+async fn wait_until_refused(url: &str) {
+    // A new connection each time: a kept-alive one would outlive the listener.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{url}/healthz")).send().await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener still accepts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A public route that, like the services' handlers, calls another service's internal
-/// API at the end of its work: after 1.5 s it delivers a ping to the receiver.
+/// API at the end of its work, once its test releases it: it delivers a ping to the
+/// receiver.
 fn calling_module(context: &Context) -> Module {
     let client = context.client.clone();
     Module::new(Service::Dispatch).public(move |cfg| {
@@ -122,8 +138,7 @@ fn calling_module(context: &Context) -> Module {
                 let client = client.clone();
                 async move {
                     let tag = req.query_string().to_owned();
-                    crate::slow_started().lock().unwrap().push(tag.clone());
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    held().enter(&tag).await;
                     let batch = MessageBatch {
                         producer: Service::Dispatch,
                         messages: vec![Envelope {
@@ -147,7 +162,7 @@ test_on_both_backends! {
     async fn requests_in_flight_reach_other_services_while_draining(db) {
         let receiver = Receiver::new(Behaviour::Apply);
         let probe = modules(&receiver);
-        let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 1, move |context| {
+        let app = TestApp::spawn_on(db, |c| c.server.drain_delay_secs = 3600, move |context| {
             let mut all = probe(context)?;
             all.push(calling_module(context));
             Ok(all)
@@ -157,13 +172,13 @@ test_on_both_backends! {
 
         let tag = format!("call-{}", app.url.rsplit(':').next().unwrap());
         let slow = tokio::spawn(reqwest::get(format!("{}/api/test/slow-call?{tag}", app.url)));
-        while !crate::slow_started().lock().unwrap().contains(&tag) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        app.begin_shutdown();
+        held().started(&tag).await;
+        app.hurry_shutdown();
 
-        // The call to the internal listener comes after the drain delay, when the public
-        // listener has stopped accepting: the internal one still answers it.
+        // The call to the internal listener comes when the public listener has stopped
+        // accepting: the internal one still answers it.
+        wait_until_refused(&app.url).await;
+        held().release(&tag);
         let response = slow.await.unwrap().unwrap();
         let status = response.status();
         assert_eq!(status, StatusCode::OK, "{}", response.text().await.unwrap());
