@@ -24,6 +24,7 @@ use prometheus::{IntGaugeVec, Opts};
 
 pub use config::Config;
 pub use error::Error;
+pub use routes::api;
 
 use crate::routes::State;
 
@@ -57,6 +58,7 @@ pub fn module(context: &Context, config: &Config) -> Module {
     });
     let ca_state = state.clone();
     Module::new(Service::Enrollment)
+        .api(routes::api)
         .public(routes::public(state.clone()))
         .internal(routes::internal(state.clone()))
         .job(push_certificate_expiry(state.clone()))

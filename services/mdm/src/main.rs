@@ -68,6 +68,9 @@ enum Command {
     /// Microsoft services, a tenant and simulated devices of every platform; prints an
     /// admin token and commands to try.
     Demo(demo::Args),
+    /// Print the admin API's OpenAPI document (JSON), as `GET /api/v1/openapi.json`
+    /// serves it.
+    Openapi,
     #[command(flatten)]
     Api(cli::ApiCommand),
 }
@@ -139,6 +142,7 @@ fn run(cli: Cli) -> Result<(), cli::CliError> {
     };
     let command = match cli.command {
         Command::Api(command) => return runtime.block_on(cli::run(&api, command)),
+        Command::Openapi => return print_openapi().map_err(failed),
         Command::Simulate(args) => {
             return runtime
                 .block_on(async { simulate::run(&api.client()?, &api.server, args).await });
@@ -173,7 +177,7 @@ fn run(cli: Cli) -> Result<(), cli::CliError> {
         }
         Command::Outbox(command) => runtime.block_on(outbox(&config, command)),
         Command::Demo(args) => runtime.block_on(demo::run(config, args)),
-        Command::Tokens(_) | Command::Api(_) | Command::Simulate(_) => Ok(()),
+        Command::Tokens(_) | Command::Api(_) | Command::Simulate(_) | Command::Openapi => Ok(()),
     };
     // Database work still waiting for a connection (the database is down) cannot be
     // interrupted; do not wait for it longer than this.
@@ -227,6 +231,16 @@ async fn ready_store(config: &MdmConfig) -> anyhow::Result<Store> {
         anyhow::bail!("the database has pending migrations: run `mdm migrate` first");
     }
     Ok(store)
+}
+
+fn print_openapi() -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let document = modules::api_document().to_pretty_json()?;
+    match writeln!(std::io::stdout().lock(), "{document}") {
+        // Read by a pager or `head` that stopped early.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
 }
 
 #[allow(clippy::print_stdout)]

@@ -1,7 +1,8 @@
 //! Which module each service contributes to the process.
 
 use mdm_api::Service;
-use mdm_runtime::{Context, Module};
+use mdm_runtime::{ApiRoutesFn, Context, Module};
+use utoipa::openapi::OpenApi;
 
 use crate::config::MdmConfig;
 
@@ -25,4 +26,12 @@ pub fn build(
         }
     }
     Ok(modules)
+}
+
+/// The admin API routes of every service and adapter, as their modules register them.
+const API_ROUTES: &[ApiRoutesFn] = &[mdm_enrollment::api];
+
+/// The OpenAPI document of a process that runs every service.
+pub fn api_document() -> OpenApi {
+    mdm_runtime::openapi::document(API_ROUTES)
 }

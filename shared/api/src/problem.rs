@@ -160,6 +160,47 @@ pub struct Problem {
     pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Written out rather than derived: `code` lists the error-code table, and the members
+/// that specific errors add are allowed.
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::ObjectBuilder;
+        use utoipa::openapi::schema::{AdditionalProperties, Type};
+        let text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        ObjectBuilder::new()
+            .description(Some(
+                "RFC 9457 problem details with a stable machine-readable `code`; some codes \
+                 add members of their own (for example `devices`).",
+            ))
+            .property("type", text("A URI naming the problem type."))
+            .property("title", text("The code's title."))
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("The HTTP status.")),
+            )
+            .property("detail", text("What happened, in words, for this request."))
+            .property(
+                "code",
+                text("The stable error code; clients branch on it.")
+                    .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str()))),
+            )
+            .required("type")
+            .required("title")
+            .required("status")
+            .required("code")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Problem {}
+
 impl Problem {
     pub fn new(code: ErrorCode, detail: impl Into<Option<String>>) -> Self {
         Self {

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use mdm_domain::{MdmAuthority, Role, TenantId, TokenId, UserId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A page of a list: `value`, and `nextLink` (the URL of the next page) while more remain.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub value: Vec<T>,
@@ -14,13 +15,13 @@ pub struct Page<T> {
 }
 
 /// `POST /api/v1/tenants`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTenant {
     pub display_name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tenant {
     pub id: TenantId,
@@ -30,7 +31,7 @@ pub struct Tenant {
 }
 
 /// `POST /api/v1/tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
     pub role: Role,
@@ -48,7 +49,7 @@ pub struct CreateToken {
 }
 
 /// A token as listed: everything but the secret.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Token {
     pub id: TokenId,
@@ -62,7 +63,7 @@ pub struct Token {
 }
 
 /// The answer to `POST /api/v1/tokens`: the only time the secret is shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedToken {
     #[serde(flatten)]
@@ -72,14 +73,14 @@ pub struct CreatedToken {
 }
 
 /// `GET/PUT /api/v1/organization/mdmAuthority`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MdmAuthorityBody {
     pub mobile_device_management_authority: MdmAuthority,
 }
 
 /// `GET/PUT /api/v1/deviceManagement/enrollmentRestrictions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrollmentRestrictions {
     /// 1 to 15.
@@ -87,7 +88,7 @@ pub struct EnrollmentRestrictions {
     pub platforms: Vec<PlatformRestrictionBody>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlatformRestrictionBody {
     pub platform: mdm_domain::Platform,
@@ -96,7 +97,7 @@ pub struct PlatformRestrictionBody {
 }
 
 /// Who agreed to share data with Apple or Google, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataSharingConsent {
     /// The token id of the admin who consented.
@@ -105,7 +106,7 @@ pub struct DataSharingConsent {
 }
 
 /// `PUT /api/v1/deviceManagement/applePushNotificationCertificate`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UploadPushCertificate {
     /// Base64 of a PKCS#12 file, or PEM text (the certificate, optionally followed by its key).
@@ -134,7 +135,7 @@ impl std::fmt::Debug for UploadPushCertificate {
 }
 
 /// `GET /api/v1/deviceManagement/applePushNotificationCertificate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplePushNotificationCertificate {
     pub topic_identifier: String,
@@ -149,7 +150,7 @@ pub struct ApplePushNotificationCertificate {
 }
 
 /// `POST /api/v1/deviceManagement/androidEnterprise/signupUrl`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AndroidSignupRequest {
     /// The Google Cloud service-account key file (JSON text).
@@ -178,7 +179,7 @@ impl std::fmt::Debug for AndroidSignupRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AndroidSignupUrl {
     pub name: String,
@@ -187,7 +188,7 @@ pub struct AndroidSignupUrl {
 
 /// `PUT /api/v1/deviceManagement/androidEnterprise`: complete a signup with the
 /// `enterpriseToken` Google returned, or bind an existing enterprise.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BindAndroidEnterprise {
     #[serde(default)]
@@ -216,7 +217,7 @@ impl std::fmt::Debug for BindAndroidEnterprise {
 }
 
 /// `GET /api/v1/deviceManagement/androidEnterprise`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AndroidEnterprise {
     /// `notBound`, `pendingSignup` or `bound`.
@@ -233,7 +234,7 @@ pub struct AndroidEnterprise {
 }
 
 /// `GET/PUT /api/v1/deviceManagement/windowsEnrollment`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WindowsEnrollment {
     pub automatic_enrollment: bool,
@@ -249,14 +250,14 @@ pub struct WindowsEnrollment {
 
 /// `POST /api/v1/deviceManagement/windowsEnrollment/bulkEnrollmentSecret`: a new
 /// provisioning secret, shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkEnrollmentSecret {
     pub secret: String,
 }
 
 /// `GET /api/v1/users/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: UserId,
@@ -267,7 +268,7 @@ pub struct User {
 }
 
 /// `POST /api/v1/users`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUser {
     pub user_principal_name: String,
@@ -291,7 +292,7 @@ impl std::fmt::Debug for CreateUser {
 }
 
 /// `PATCH /api/v1/users/{id}`.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUser {
     #[serde(default)]
@@ -309,7 +310,7 @@ impl std::fmt::Debug for UpdateUser {
 }
 
 /// One action on a device, as `deviceActionResults` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceActionResult {
     pub id: mdm_domain::ActionId,
@@ -324,7 +325,7 @@ pub struct DeviceActionResult {
 }
 
 /// A Mac's unlock PIN from its last lock or wipe, while it is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LockPin {
     pub pin: String,
@@ -333,7 +334,7 @@ pub struct LockPin {
 }
 
 /// `GET /api/v1/deviceManagement/managedDevices[/{id}]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedDevice {
     pub id: mdm_domain::DeviceId,
@@ -365,7 +366,7 @@ pub struct ManagedDevice {
 }
 
 /// `GET/PUT /api/v1/deviceManagement/managedDeviceCleanupSettings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ManagedDeviceCleanupSettings {
     /// Off (`null`), or 90 to 270 days.
@@ -373,7 +374,7 @@ pub struct ManagedDeviceCleanupSettings {
 }
 
 /// `GET /api/v1/directory/devices`: a device's record in the directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryDevice {
     pub id: uuid::Uuid,
@@ -386,7 +387,7 @@ pub struct DirectoryDevice {
 }
 
 /// `GET/POST /api/v1/deviceManagement/windowsAutopilotDeviceIdentities`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutopilotDeviceIdentity {
     pub id: uuid::Uuid,
@@ -399,7 +400,7 @@ pub struct AutopilotDeviceIdentity {
     pub created_date_time: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAutopilotDeviceIdentity {
     pub serial_number: String,
@@ -410,7 +411,7 @@ pub struct CreateAutopilotDeviceIdentity {
 }
 
 /// `GET/POST /api/v1/groups`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceGroup {
     pub id: uuid::Uuid,
@@ -419,14 +420,14 @@ pub struct DeviceGroup {
     pub created_date_time: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDeviceGroup {
     pub display_name: String,
 }
 
 /// `POST /api/v1/deviceManagement/managedDesktopDevices/{id}/remove`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RemoveManagedDesktopDevice {
     #[serde(default)]
@@ -435,7 +436,7 @@ pub struct RemoveManagedDesktopDevice {
 
 /// An action as dispatch shows it: in the 202 answer of an action call and in the
 /// tenant-wide device actions view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceAction {
     #[serde(flatten)]
@@ -453,7 +454,7 @@ pub struct DeviceAction {
 }
 
 /// `POST .../managedDevices/{id}/remoteLock`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RemoteLockRequest {
     /// Shown on the lock screen.
@@ -467,7 +468,7 @@ pub struct RemoteLockRequest {
 }
 
 /// `POST .../managedDevices/{id}/wipe`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WipeRequest {
     #[serde(default)]
@@ -484,7 +485,7 @@ pub struct WipeRequest {
 }
 
 /// `POST /api/v1/deviceManagement/managedDevices/bulkAction`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BulkActionRequest {
     pub action: mdm_domain::ActionKind,
@@ -497,7 +498,7 @@ pub struct BulkActionRequest {
 }
 
 /// The parameters of a bulk action: those of the single action.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BulkParameters {
     #[serde(default)]
@@ -517,7 +518,7 @@ pub struct BulkParameters {
 }
 
 /// `GET /api/v1/deviceManagement/bulkActions/{id}`: progress in total and per device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkAction {
     pub id: mdm_domain::BulkJobId,
@@ -542,7 +543,7 @@ pub struct BulkAction {
     pub next_link: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkActionDevice {
     pub device_id: mdm_domain::DeviceId,
@@ -559,7 +560,7 @@ pub struct BulkActionDevice {
 }
 
 /// `GET /api/v1/auditEvents`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEventView {
     pub id: uuid::Uuid,

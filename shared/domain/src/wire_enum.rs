@@ -11,8 +11,9 @@ pub struct UnknownValue {
 }
 
 /// Declares a fieldless enum with a stable wire name per variant. Generates `ALL`,
-/// `as_str`, `Display`, case-insensitive `FromStr`, serde as the name, and (with the
-/// `diesel` feature) storage as text.
+/// `as_str`, `Display`, case-insensitive `FromStr`, serde as the name, (with the
+/// `openapi` feature) a string schema listing the names, and (with the `diesel` feature)
+/// storage as text.
 macro_rules! wire_enum {
     (
         $(#[$meta:meta])*
@@ -78,6 +79,19 @@ macro_rules! wire_enum {
                 text.parse().map_err(::serde::de::Error::custom)
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         #[cfg(feature = "diesel")]
         impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name

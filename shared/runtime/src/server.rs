@@ -25,6 +25,7 @@ use crate::health::{self, Readiness};
 use crate::inbox::{self, Inbox};
 use crate::jobs::{Job, Leases};
 use crate::metrics::{ListenerName, Metrics, record_http};
+use crate::openapi::{self, ApiRoutesFn};
 use crate::outbox::{Outbox, Relay};
 use crate::shutdown::Shutdown;
 use crate::{auth, tls};
@@ -64,9 +65,12 @@ pub type Task = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
 ///
 /// Public routes are registered with their full paths (`/api/v1/...`): several modules
 /// share the public listener, and a scope registered by one would hide the others' routes
-/// under the same prefix. Internal routes are mounted under `/internal/v1/<service>`.
+/// under the same prefix. The admin API's routes are registered with their OpenAPI
+/// operations (`api`); `public` holds the others (device protocols, browser redirects).
+/// Internal routes are mounted under `/internal/v1/<service>`.
 pub struct Module {
     pub service: Service,
+    pub api: Option<ApiRoutesFn>,
     pub public: Option<Routes>,
     pub internal: Option<Routes>,
     /// Handlers of the messages other services send this one.
@@ -79,12 +83,19 @@ impl Module {
     pub fn new(service: Service) -> Self {
         Self {
             service,
+            api: None,
             public: None,
             internal: None,
             inbox: None,
             jobs: Vec::new(),
             tasks: Vec::new(),
         }
+    }
+
+    /// The module's admin API routes (see [`crate::openapi`]).
+    pub fn api(mut self, routes: ApiRoutesFn) -> Self {
+        self.api = Some(routes);
+        self
     }
 
     pub fn public(
@@ -445,6 +456,11 @@ fn public_server(
     listener: TcpListener,
 ) -> anyhow::Result<actix_web::dev::Server> {
     let routes: Vec<Routes> = modules.iter().filter_map(|m| m.public.clone()).collect();
+    let api: Vec<ApiRoutesFn> = modules.iter().filter_map(|m| m.api).collect();
+    let document = openapi::document(&api)
+        .to_json()
+        .context("rendering the OpenAPI document")?;
+    let document = web::Data::new(openapi::ApiDocument(document));
     let shared = shared.clone();
     let config = shared.context.config.clone();
     let json_limit = config.server.json_limit_bytes;
@@ -457,8 +473,13 @@ fn public_server(
             .app_data(web::Data::new(shared.readiness.clone()))
             .app_data(web::Data::new(shared.authenticator.clone()))
             .app_data(web::Data::new(ListenerName("public")))
+            .app_data(document.clone())
             .configure(|c| configure_extractors(c, json_limit))
-            .configure(health::configure);
+            .configure(health::configure)
+            .configure(|c| openapi::register(c, openapi::routes));
+        for module in &api {
+            app = app.configure(|c| openapi::register(c, *module));
+        }
         for routes in &routes {
             app = app.configure(|c| routes(c));
         }

@@ -14,7 +14,7 @@ use mdm_api::internal::enrollment::{POLICY_CONSUMERS, PolicyChanged};
 use mdm_domain::TenantId;
 use mdm_runtime::crypto::SecretBox;
 use mdm_runtime::outbox::Outbox;
-use mdm_runtime::{SharedClock, audit};
+use mdm_runtime::{ApiRoutes, SharedClock, audit};
 use mdm_store::{DbConnection, Store, StoreError};
 use prometheus::IntGaugeVec;
 
@@ -62,12 +62,18 @@ impl State {
 
 pub type Shared = web::Data<Arc<State>>;
 
+/// The admin API's routes.
+pub fn api(routes: &mut ApiRoutes) {
+    tenants::routes(routes);
+    settings::routes(routes);
+    users::routes(routes);
+}
+
+/// The state the handlers share, and the routes outside the admin API.
 pub fn public(state: Arc<State>) -> impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static {
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()));
-        tenants::routes(cfg);
-        settings::routes(cfg);
-        users::routes(cfg);
+        settings::browser_routes(cfg);
     }
 }
 

@@ -1,59 +1,52 @@
 //! Tenant settings: MDM authority, enrollment restrictions, and the platform
 //! prerequisites (Apple push certificate, Android Enterprise, Windows enrollment).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, post, put, web};
 use mdm_api::internal::android::{BindEnterprise, BoundEnterprise, CreateSignupUrl, SignupUrl};
 use mdm_api::internal::inventory::{DeviceFilter, DevicesSelect, DevicesSelectResponse};
 use mdm_api::public::{
-    AndroidSignupRequest, AndroidSignupUrl, BindAndroidEnterprise, BulkEnrollmentSecret,
-    EnrollmentRestrictions, MdmAuthorityBody, UploadPushCertificate, WindowsEnrollment,
+    AndroidEnterprise, AndroidSignupRequest, AndroidSignupUrl, ApplePushNotificationCertificate,
+    BindAndroidEnterprise, BulkEnrollmentSecret, EnrollmentRestrictions, MdmAuthorityBody,
+    UploadPushCertificate, WindowsEnrollment,
 };
 use mdm_api::{ClientError, ErrorCode, Service};
 use mdm_domain::{Permission, Platform, TenantId};
 use mdm_runtime::crypto::random_token;
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde::Deserialize;
 
 use super::Shared;
 use crate::error::Error;
 use crate::{android, apple, tenants, windows};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/organization/mdmAuthority")
-            .get(get_authority)
-            .put(put_authority),
-    )
-    .service(
-        web::resource("/api/v1/deviceManagement/enrollmentRestrictions")
-            .get(get_restrictions)
-            .put(put_restrictions),
-    )
-    .service(
-        web::resource("/api/v1/deviceManagement/applePushNotificationCertificate")
-            .get(get_push_certificate)
-            .put(put_push_certificate),
-    )
-    .service(
-        web::resource("/api/v1/deviceManagement/androidEnterprise")
-            .get(get_android)
-            .put(put_android),
-    )
-    .service(
-        web::resource("/api/v1/deviceManagement/androidEnterprise/signupUrl").post(android_signup),
-    )
-    .service(web::resource("/mdm/enrollment/android/callback/{tenantId}").get(android_callback))
-    .service(
-        web::resource("/api/v1/deviceManagement/windowsEnrollment")
-            .get(get_windows)
-            .put(put_windows),
-    )
-    .service(
-        web::resource("/api/v1/deviceManagement/windowsEnrollment/bulkEnrollmentSecret")
-            .post(new_bulk_secret),
-    );
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        .service(get_authority)
+        .service(put_authority)
+        .service(get_restrictions)
+        .service(put_restrictions)
+        .service(get_push_certificate)
+        .service(put_push_certificate)
+        .service(get_android)
+        .service(put_android)
+        .service(android_signup)
+        .service(get_windows)
+        .service(put_windows)
+        .service(new_bulk_secret);
 }
 
+/// The routes outside the admin API: where Google sends the admin's browser back.
+pub fn browser_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/mdm/enrollment/android/callback/{tenantId}").get(android_callback));
+}
+
+/// Reads the tenant's MDM authority.
+#[utoipa::path(
+    tag = "settings",
+    operation_id = "getMdmAuthority",
+    responses((status = 200, description = "The authority.", body = MdmAuthorityBody))
+)]
+#[get("/api/v1/organization/mdmAuthority")]
 async fn get_authority(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let row = state
@@ -66,6 +59,16 @@ async fn get_authority(caller: Caller, state: Shared) -> Result<HttpResponse, Ap
     }))
 }
 
+/// Sets the tenant's MDM authority: `none` blocks every enrollment, `standalone` manages
+/// with every capability, `hybrid` leaves device actions to the configuration manager's
+/// connector, `office365` allows the basic subset. Devices keep their enrollment.
+#[utoipa::path(
+    tag = "settings",
+    operation_id = "setMdmAuthority",
+    request_body = MdmAuthorityBody,
+    responses((status = 200, description = "The authority now.", body = MdmAuthorityBody))
+)]
+#[put("/api/v1/organization/mdmAuthority")]
 async fn put_authority(
     caller: Caller,
     state: Shared,
@@ -98,6 +101,14 @@ async fn put_authority(
     }))
 }
 
+/// Reads the enrollment restrictions: platforms allowed, personal devices, the device
+/// limit per user.
+#[utoipa::path(
+    tag = "settings",
+    operation_id = "getEnrollmentRestrictions",
+    responses((status = 200, description = "The restrictions.", body = EnrollmentRestrictions))
+)]
+#[get("/api/v1/deviceManagement/enrollmentRestrictions")]
 async fn get_restrictions(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let restrictions = state
@@ -107,6 +118,14 @@ async fn get_restrictions(caller: Caller, state: Shared) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(restrictions))
 }
 
+/// Sets the enrollment restrictions; they apply to new enrollments.
+#[utoipa::path(
+    tag = "settings",
+    operation_id = "setEnrollmentRestrictions",
+    request_body = EnrollmentRestrictions,
+    responses((status = 200, description = "The restrictions now.", body = EnrollmentRestrictions))
+)]
+#[put("/api/v1/deviceManagement/enrollmentRestrictions")]
 async fn put_restrictions(
     caller: Caller,
     state: Shared,
@@ -138,6 +157,16 @@ async fn put_restrictions(
     Ok(HttpResponse::Ok().json(restrictions))
 }
 
+/// Reads the Apple MDM push certificate: topic, serial, expiry.
+#[utoipa::path(
+    tag = "apple",
+    operation_id = "getApplePushCertificate",
+    responses(
+        (status = 200, description = "The certificate.", body = ApplePushNotificationCertificate),
+        (status = 404, description = "No certificate is uploaded (`not_found`)."),
+    )
+)]
+#[get("/api/v1/deviceManagement/applePushNotificationCertificate")]
 async fn get_push_certificate(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let row = state
@@ -154,6 +183,20 @@ async fn get_push_certificate(caller: Caller, state: Shared) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(wire))
 }
 
+/// Uploads the Apple MDM push certificate (PKCS#12 with its password, or PEM), with the
+/// admin's consent to share data with Apple. A renewal must keep the topic the devices
+/// enrolled with, unless forced.
+#[utoipa::path(
+    tag = "apple",
+    operation_id = "setApplePushCertificate",
+    request_body = UploadPushCertificate,
+    responses(
+        (status = 200, description = "The certificate now.", body = ApplePushNotificationCertificate),
+        (status = 409, description = "The topic differs from the enrolled devices' (`push_certificate_topic_mismatch`); send `force` to replace it."),
+        (status = 422, description = "The certificate cannot be used (`invalid_certificate`), or consent is missing (`data_sharing_consent_required`)."),
+    )
+)]
+#[put("/api/v1/deviceManagement/applePushNotificationCertificate")]
 async fn put_push_certificate(
     caller: Caller,
     state: Shared,
@@ -244,6 +287,13 @@ fn require_consent(consent: bool, vendor: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Reads the Android Enterprise binding and what it still lacks.
+#[utoipa::path(
+    tag = "android",
+    operation_id = "getAndroidEnterprise",
+    responses((status = 200, description = "The binding.", body = AndroidEnterprise))
+)]
+#[get("/api/v1/deviceManagement/androidEnterprise")]
 async fn get_android(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let row = state
@@ -253,6 +303,18 @@ async fn get_android(caller: Caller, state: Shared) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(android::to_wire(row.as_ref())))
 }
 
+/// Starts an Android Enterprise signup: answers Google's signup URL for the admin to
+/// open; Google then sends the admin back to this server, which completes the binding.
+#[utoipa::path(
+    tag = "android",
+    operation_id = "startAndroidEnterpriseSignup",
+    request_body = AndroidSignupRequest,
+    responses(
+        (status = 200, description = "The signup URL.", body = AndroidSignupUrl),
+        (status = 422, description = "Google refused the request (`android_binding_failed`), or consent is missing (`data_sharing_consent_required`)."),
+    )
+)]
+#[post("/api/v1/deviceManagement/androidEnterprise/signupUrl")]
 async fn android_signup(
     caller: Caller,
     state: Shared,
@@ -323,6 +385,18 @@ async fn android_signup(
     }))
 }
 
+/// Binds an Android Enterprise: completes a signup with Google's `enterpriseToken`, or
+/// attaches an existing enterprise, and sets its Pub/Sub topic.
+#[utoipa::path(
+    tag = "android",
+    operation_id = "bindAndroidEnterprise",
+    request_body = BindAndroidEnterprise,
+    responses(
+        (status = 200, description = "The binding.", body = AndroidEnterprise),
+        (status = 422, description = "Google refused the binding (`android_binding_failed`), or consent is missing (`data_sharing_consent_required`)."),
+    )
+)]
+#[put("/api/v1/deviceManagement/androidEnterprise")]
 async fn put_android(
     caller: Caller,
     state: Shared,
@@ -491,12 +565,28 @@ fn binding_failed(error: ClientError) -> ApiError {
     }
 }
 
+/// Reads the Windows enrollment settings.
+#[utoipa::path(
+    tag = "windows",
+    operation_id = "getWindowsEnrollment",
+    responses((status = 200, description = "The settings.", body = WindowsEnrollment))
+)]
+#[get("/api/v1/deviceManagement/windowsEnrollment")]
 async fn get_windows(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let settings = state.store.read(move |c| windows::get(c, tenant)).await?;
     Ok(HttpResponse::Ok().json(settings))
 }
 
+/// Sets the Windows enrollment settings: automatic enrollment, the authentication policy
+/// (applies to new enrollments), the certificates allowed to bulk-enrol.
+#[utoipa::path(
+    tag = "windows",
+    operation_id = "setWindowsEnrollment",
+    request_body = WindowsEnrollment,
+    responses((status = 200, description = "The settings now.", body = WindowsEnrollment))
+)]
+#[put("/api/v1/deviceManagement/windowsEnrollment")]
 async fn put_windows(
     caller: Caller,
     state: Shared,
@@ -522,6 +612,14 @@ async fn put_windows(
     Ok(HttpResponse::Ok().json(settings))
 }
 
+/// Makes a new bulk-enrollment (provisioning package) secret, shown once; the previous
+/// one stops working.
+#[utoipa::path(
+    tag = "windows",
+    operation_id = "newWindowsBulkEnrollmentSecret",
+    responses((status = 200, description = "The secret.", body = BulkEnrollmentSecret))
+)]
+#[post("/api/v1/deviceManagement/windowsEnrollment/bulkEnrollmentSecret")]
 async fn new_bulk_secret(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ManageSettings)?;
     let secret = random_token::<32>();

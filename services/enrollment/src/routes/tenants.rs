@@ -1,9 +1,9 @@
 //! Tenants and API tokens.
 
-use actix_web::{HttpResponse, web};
-use mdm_api::public::{CreateTenant, CreateToken, Page};
+use actix_web::{HttpResponse, delete, get, post, web};
+use mdm_api::public::{CreateTenant, CreateToken, CreatedToken, Page, Tenant, Token};
 use mdm_domain::{Permission, Role, TenantId, TokenId};
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use mdm_store::Store;
 
 use super::Shared;
@@ -11,25 +11,29 @@ use crate::error::Error;
 use crate::tokens::Issuer;
 use crate::{tenants, tokens};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/tenants")
-            .route(web::post().to(create_tenant))
-            .route(web::get().to(list_tenants)),
-    )
-    .service(web::resource("/api/v1/tenants/{id}").get(get_tenant))
-    .service(
-        web::resource("/api/v1/tokens")
-            .route(web::post().to(create_token))
-            .route(web::get().to(list_tokens)),
-    )
-    .service(
-        web::resource("/api/v1/tokens/{id}")
-            .route(web::get().to(get_token))
-            .route(web::delete().to(revoke_token)),
-    );
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        .service(create_tenant)
+        .service(list_tenants)
+        .service(get_tenant)
+        .service(create_token)
+        .service(list_tokens)
+        .service(get_token)
+        .service(revoke_token);
 }
 
+/// Creates a tenant (operators).
+#[utoipa::path(
+    tag = "tenants",
+    operation_id = "createTenant",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "The tenant; `Location` names it.", body = Tenant,
+            headers(("Location" = String, description = "The tenant's URL."))),
+        (status = 409, description = "A tenant with this name exists (`tenant_name_taken`)."),
+    )
+)]
+#[post("/api/v1/tenants")]
 async fn create_tenant(
     caller: Caller,
     state: Shared,
@@ -58,6 +62,13 @@ async fn create_tenant(
         .json(tenant))
 }
 
+/// Lists the tenants: all of them for operators, the caller's own for the others.
+#[utoipa::path(
+    tag = "tenants",
+    operation_id = "listTenants",
+    responses((status = 200, description = "The tenants.", body = Page<Tenant>))
+)]
+#[get("/api/v1/tenants")]
 async fn list_tenants(caller: Caller, store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
     caller.require(Permission::ReadTenant)?;
     let visible = visible_tenant(&caller);
@@ -73,6 +84,14 @@ async fn list_tenants(caller: Caller, store: web::Data<Store>) -> Result<HttpRes
     }))
 }
 
+/// Reads a tenant.
+#[utoipa::path(
+    tag = "tenants",
+    operation_id = "getTenant",
+    params(("id" = TenantId, Path, description = "The tenant.")),
+    responses((status = 200, description = "The tenant.", body = Tenant))
+)]
+#[get("/api/v1/tenants/{id}")]
 async fn get_tenant(
     caller: Caller,
     store: web::Data<Store>,
@@ -87,6 +106,23 @@ async fn get_tenant(
     Ok(HttpResponse::Ok().json(tenant))
 }
 
+/// Creates an API token; its secret is in this answer only.
+///
+/// Operators grant any role (naming the tenant for the tenant roles); admins grant the
+/// roles of their tenant. A `user` token acts for one directory user (`userId`).
+#[utoipa::path(
+    tag = "tokens",
+    operation_id = "createToken",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token and its secret; `Location` names it.",
+            body = CreatedToken,
+            headers(("Location" = String, description = "The token's URL."))),
+        (status = 403, description = "The caller may not grant this role (`role_not_grantable`)."),
+        (status = 404, description = "No such tenant or user (`not_found`)."),
+    )
+)]
+#[post("/api/v1/tokens")]
 async fn create_token(
     caller: Caller,
     state: Shared,
@@ -115,6 +151,13 @@ async fn create_token(
         .json(created))
 }
 
+/// Lists the tokens the caller manages, without their secrets.
+#[utoipa::path(
+    tag = "tokens",
+    operation_id = "listTokens",
+    responses((status = 200, description = "The tokens.", body = Page<Token>))
+)]
+#[get("/api/v1/tokens")]
 async fn list_tokens(caller: Caller, store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
     caller.require(Permission::ManageTokens)?;
     let scope = token_scope(&caller);
@@ -125,6 +168,14 @@ async fn list_tokens(caller: Caller, store: web::Data<Store>) -> Result<HttpResp
     }))
 }
 
+/// Reads a token, without its secret.
+#[utoipa::path(
+    tag = "tokens",
+    operation_id = "getToken",
+    params(("id" = TokenId, Path, description = "The token.")),
+    responses((status = 200, description = "The token.", body = Token))
+)]
+#[get("/api/v1/tokens/{id}")]
 async fn get_token(
     caller: Caller,
     store: web::Data<Store>,
@@ -136,6 +187,14 @@ async fn get_token(
     Ok(HttpResponse::Ok().json(token))
 }
 
+/// Revokes a token: it stops working at once.
+#[utoipa::path(
+    tag = "tokens",
+    operation_id = "revokeToken",
+    params(("id" = TokenId, Path, description = "The token.")),
+    responses((status = 200, description = "The revoked token.", body = Token))
+)]
+#[delete("/api/v1/tokens/{id}")]
 async fn revoke_token(
     caller: Caller,
     state: Shared,

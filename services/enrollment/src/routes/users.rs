@@ -1,33 +1,46 @@
 //! Directory users and licences.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use mdm_api::ErrorCode;
 use mdm_api::Service;
 use mdm_api::internal::inventory::{
     DeviceFilter, DevicesLookup, DevicesLookupResponse, DevicesSelect, DevicesSelectResponse,
 };
-use mdm_api::public::{CreateUser, Page, UpdateUser};
+use mdm_api::public::{CreateUser, Page, UpdateUser, User};
 use mdm_domain::{Permission, TenantId, UserId};
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 
 use super::Shared;
 use crate::error::Error;
 use crate::users;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/api/v1/users").post(create).get(list))
-        .service(
-            web::resource("/api/v1/users/{id}")
-                .get(get)
-                .patch(update)
-                .delete(delete),
-        )
-        .service(web::resource("/api/v1/users/{id}/assignLicense").post(assign_licence))
-        .service(web::resource("/api/v1/users/{id}/removeLicense").post(remove_licence));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        .service(create)
+        .service(list)
+        .service(get)
+        .service(update)
+        .service(delete)
+        .service(assign_licence)
+        .service(remove_licence);
 }
 
+/// Creates a directory user, optionally licensed and with an enrollment password (the
+/// Windows sign-in during enrollment).
+#[utoipa::path(
+    tag = "users",
+    operation_id = "createUser",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The user; `Location` names it.", body = User,
+            headers(("Location" = String, description = "The user's URL."))),
+        (status = 409, description = "A user with this principal name exists (`user_exists`)."),
+    )
+)]
+#[post("/api/v1/users")]
 async fn create(
     caller: Caller,
     state: Shared,
@@ -59,13 +72,24 @@ async fn create(
         .json(user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Users per page (1 to 1000; 100 when omitted).
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<UserId>,
 }
 
+/// Lists the tenant's users, a page at a time.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "listUsers",
+    params(ListQuery),
+    responses((status = 200, description = "A page of users.", body = Page<User>))
+)]
+#[get("/api/v1/users")]
 async fn list(
     caller: Caller,
     state: Shared,
@@ -88,6 +112,14 @@ async fn list(
     Ok(HttpResponse::Ok().json(Page { value, next_link }))
 }
 
+/// Reads a user.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "getUser",
+    params(("id" = UserId, Path, description = "The user.")),
+    responses((status = 200, description = "The user.", body = User))
+)]
+#[get("/api/v1/users/{id}")]
 async fn get(
     caller: Caller,
     state: Shared,
@@ -99,6 +131,15 @@ async fn get(
     Ok(HttpResponse::Ok().json(user))
 }
 
+/// Changes a user's display name or enrollment password.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "updateUser",
+    params(("id" = UserId, Path, description = "The user.")),
+    request_body = UpdateUser,
+    responses((status = 200, description = "The user now.", body = User))
+)]
+#[patch("/api/v1/users/{id}")]
 async fn update(
     caller: Caller,
     state: Shared,
@@ -130,6 +171,14 @@ async fn update(
     Ok(HttpResponse::Ok().json(user))
 }
 
+/// Gives the user a licence: their devices may enrol.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "assignUserLicense",
+    params(("id" = UserId, Path, description = "The user.")),
+    responses((status = 200, description = "The user now.", body = User))
+)]
+#[post("/api/v1/users/{id}/assignLicense")]
 async fn assign_licence(
     caller: Caller,
     state: Shared,
@@ -153,6 +202,15 @@ async fn assign_licence(
     Ok(HttpResponse::Ok().json(user))
 }
 
+/// Takes the user's licence away: all their devices are unenrolled, and no remote action
+/// can reach them any more.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "removeUserLicense",
+    params(("id" = UserId, Path, description = "The user.")),
+    responses((status = 200, description = "The user now.", body = User))
+)]
+#[post("/api/v1/users/{id}/removeLicense")]
 async fn remove_licence(
     caller: Caller,
     state: Shared,
@@ -176,14 +234,26 @@ async fn remove_licence(
     Ok(HttpResponse::Ok().json(user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Delete although the user still has managed devices.
     #[serde(default)]
     force: bool,
 }
 
 /// Refused while the user has managed devices, unless forced: after a user is deleted,
 /// no factory reset or retire can reach their devices any more.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "deleteUser",
+    params(("id" = UserId, Path, description = "The user."), DeleteQuery),
+    responses(
+        (status = 204, description = "The user is deleted."),
+        (status = 409, description = "The user still has managed devices (`user_has_managed_devices`); the answer lists them in `devices`."),
+    )
+)]
+#[delete("/api/v1/users/{id}")]
 async fn delete(
     caller: Caller,
     state: Shared,

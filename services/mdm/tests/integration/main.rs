@@ -5,6 +5,7 @@
 mod cli;
 mod crash;
 mod demo;
+mod openapi;
 mod restart;
 mod serve;
 

@@ -246,7 +246,7 @@ pub struct WindowsEnrollmentSettings {
     pub bulk_enrollment: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum WindowsAuthPolicy {
     OnPremise,
     Federated,

@@ -60,7 +60,7 @@ pub struct DevicesSelect {
 }
 
 /// The list filters of `GET /api/v1/deviceManagement/managedDevices`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
