@@ -14,7 +14,7 @@ use crate::amapi::types::Device;
 use crate::store::{self, device_state};
 
 /// What an admin asks an enrollment token for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Profile {
     /// A personal device with a work profile.

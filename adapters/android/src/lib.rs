@@ -25,7 +25,7 @@ pub use config::{Config, PubsubConfig, RetryConfig};
 pub use devices::Profile;
 pub use error::Error;
 pub use pubsub::PATH as PUBSUB_PATH;
-pub use routes::TOKENS_PATH;
+pub use routes::{TOKENS_PATH, api_routes as api};
 
 /// A handle on a running adapter, for tests and tools: runs its background work now.
 #[derive(Clone)]
@@ -98,6 +98,7 @@ pub fn module_with_pause(
         adapter.clone(),
     );
     let module = Module::new(Service::Android)
+        .api(routes::api_routes)
         .public(move |cfg| {
             cfg.app_data(public_data.clone());
             routes::public_routes(cfg, &public_adapter);

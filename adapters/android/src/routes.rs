@@ -1,18 +1,21 @@
 //! HTTP routes: the internal API the enrollment service calls to bind an enterprise, the
-//! admin API for enrollment tokens and reset passcodes, and the Pub/Sub push endpoint.
+//! admin API for enrollment tokens and reset passcodes (`api_routes`), and the Pub/Sub
+//! push endpoint (`public_routes`).
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use mdm_api::internal::android::{BindEnterprise, BoundEnterprise, CreateSignupUrl, SignupUrl};
 use mdm_api::internal::enrollment::TenantPolicy;
+use mdm_api::public::Page;
 use mdm_api::{ErrorCode, Service};
-use mdm_domain::{DeviceId, MdmAuthority, Permission, Platform, TenantId, UserId};
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_domain::{ActionId, DeviceId, MdmAuthority, Permission, Platform, TenantId, UserId};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use mdm_store::models::android::{EnrollmentTokenRow, EnterpriseRow};
 use mdm_store::{StoreError, from_millis, to_millis};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::actions::PASSCODE_PURPOSE;
 use crate::adapter::Adapter;
@@ -35,21 +38,17 @@ pub fn public_routes(cfg: &mut web::ServiceConfig, adapter: &Arc<Adapter>) {
         web::resource(pubsub::PATH)
             .app_data(web::PayloadConfig::new(limit))
             .post(pubsub::receive),
-    )
-    .service(
-        web::resource(TOKENS_PATH)
-            .post(create_token)
-            .get(list_tokens),
-    )
-    .service(
-        web::resource(format!("{TOKENS_PATH}/{{id}}"))
-            .get(get_token)
-            .delete(delete_token),
-    )
-    .service(
-        web::resource("/api/v1/deviceManagement/managedDevices/{id}/androidResetPasscode")
-            .get(reset_passcode),
     );
+}
+
+/// The admin API's routes: enrollment tokens, and the passcode a reset set.
+pub fn api_routes(routes: &mut ApiRoutes) {
+    routes
+        .service(create_token)
+        .service(list_tokens)
+        .service(get_token)
+        .service(delete_token)
+        .service(reset_passcode);
 }
 
 // ---- internal: enterprise binding ------------------------------------------------------
@@ -189,21 +188,24 @@ async fn bind_enterprise(
 
 // ---- admin: enrollment tokens ----------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateToken {
     profile: Profile,
+    /// The user the devices enrolled with it belong to (not for `dedicated`).
     #[serde(default)]
     user_id: Option<UserId>,
+    /// How long it works: 60 s to 90 days.
     #[serde(default)]
     duration_seconds: Option<u64>,
+    /// Enrols one device only.
     #[serde(default)]
     one_time_only: bool,
 }
 
 /// An enrollment token as the admin API shows it. `value`, `qrCode` and `enrollmentLink`
 /// are shown once, when the token is created.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TokenView {
     id: String,
@@ -242,6 +244,21 @@ impl TokenView {
 
 const MAX_TOKEN_SECS: u64 = 90 * 24 * 3600;
 
+/// Makes an Android enrollment token for a profile (personal work profile, fully managed,
+/// corporate work profile, dedicated); its `value`, `qrCode` and `enrollmentLink` are in
+/// this answer only.
+#[utoipa::path(
+    tag = "android",
+    operation_id = "createAndroidEnrollmentToken",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token; `Location` names it.", body = TokenView,
+            headers(("Location" = String, description = "The token's URL."))),
+        (status = 409, description = "The authority or the enrollment restrictions do not allow it (`authority_disallows_enrollment`, `android_enrollment_not_allowed`), or no enterprise is bound (`android_enterprise_not_bound`)."),
+        (status = 422, description = "Google refused the request (`android_request_rejected`)."),
+    )
+)]
+#[post("/api/v1/deviceManagement/androidEnrollmentTokens")]
 async fn create_token(
     caller: Caller,
     adapter: web::Data<Arc<Adapter>>,
@@ -379,6 +396,13 @@ async fn check_restrictions(
     Ok(())
 }
 
+/// Lists the tenant's Android enrollment tokens.
+#[utoipa::path(
+    tag = "android",
+    operation_id = "listAndroidEnrollmentTokens",
+    responses((status = 200, description = "The tokens.", body = Page<TokenView>))
+)]
+#[get("/api/v1/deviceManagement/androidEnrollmentTokens")]
 async fn list_tokens(
     caller: Caller,
     adapter: web::Data<Arc<Adapter>>,
@@ -389,7 +413,10 @@ async fn list_tokens(
         .read(move |c| store::tokens_of_tenant(c, tenant, 1000))
         .await?;
     let value: Vec<TokenView> = rows.iter().map(TokenView::of).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "value": value })))
+    Ok(HttpResponse::Ok().json(Page {
+        value,
+        next_link: None,
+    }))
 }
 
 /// The id of a token row as the API shows it.
@@ -403,6 +430,14 @@ fn token_id(id: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::not_found("enrollment token"))
 }
 
+/// Reads an Android enrollment token (without its value).
+#[utoipa::path(
+    tag = "android",
+    operation_id = "getAndroidEnrollmentToken",
+    params(("id" = Uuid, Path, description = "The enrollment token.")),
+    responses((status = 200, description = "The token.", body = TokenView))
+)]
+#[get("/api/v1/deviceManagement/androidEnrollmentTokens/{id}")]
 async fn get_token(
     caller: Caller,
     adapter: web::Data<Arc<Adapter>>,
@@ -418,6 +453,14 @@ async fn get_token(
     Ok(HttpResponse::Ok().json(TokenView::of(&row)))
 }
 
+/// Revokes an Android enrollment token at Google: no device can enrol with it any more.
+#[utoipa::path(
+    tag = "android",
+    operation_id = "deleteAndroidEnrollmentToken",
+    params(("id" = Uuid, Path, description = "The enrollment token.")),
+    responses((status = 204, description = "The token is revoked."))
+)]
+#[delete("/api/v1/deviceManagement/androidEnrollmentTokens/{id}")]
 async fn delete_token(
     caller: Caller,
     adapter: web::Data<Arc<Adapter>>,
@@ -470,6 +513,18 @@ async fn delete_token(
 /// How long the temporary passcode of a reset stays readable.
 const PASSCODE_VISIBLE_DAYS: i64 = 7;
 
+/// The temporary passcode the device's last passcode reset set, for 7 days. Reading it
+/// is audited.
+#[utoipa::path(
+    tag = "android",
+    operation_id = "getAndroidResetPasscode",
+    params(("id" = DeviceId, Path, description = "The managed device.")),
+    responses(
+        (status = 200, description = "The passcode.", body = ResetPasscode),
+        (status = 404, description = "No readable passcode reset of this device (`not_found`)."),
+    )
+)]
+#[get("/api/v1/deviceManagement/managedDevices/{id}/androidResetPasscode")]
 async fn reset_passcode(
     caller: Caller,
     adapter: web::Data<Arc<Adapter>>,
@@ -515,10 +570,21 @@ async fn reset_passcode(
         .store
         .write(move |c| audit::record(&outbox, c, &event))
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "actionId": action.action_id,
-        "actionState": action.phase,
-        "passcode": String::from_utf8_lossy(&passcode),
-        "issuedDateTime": issued,
-    })))
+    Ok(HttpResponse::Ok().json(ResetPasscode {
+        action_id: action.action_id,
+        action_state: action.phase,
+        passcode: String::from_utf8_lossy(&passcode).into_owned(),
+        issued_date_time: issued,
+    }))
+}
+
+/// The temporary passcode a reset set on an Android device.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ResetPasscode {
+    action_id: ActionId,
+    /// The reset's progress on the device.
+    action_state: String,
+    passcode: String,
+    issued_date_time: DateTime<Utc>,
 }

@@ -1,5 +1,5 @@
-//! Routes: the device endpoints and the admin API on the public listener, the internal
-//! API for dispatch.
+//! Routes: the device endpoints (`public_routes`) and the admin API (`api_routes`) on the
+//! public listener, the internal API for dispatch.
 //!
 //! | route | |
 //! |---|---|
@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
@@ -25,11 +25,12 @@ use mdm_api::public::Page;
 use mdm_domain::{
     ActionId, DeviceId, EnrollmentId, Ownership, Permission, Platform, Role, TenantId, UserId,
 };
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use mdm_store::models::apple::{EnrollmentProfileRow, IdentityRow};
 use mdm_store::{StoreError, to_millis};
 use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::DeviceError;
 use crate::profile::{self, IdentityPayload, ProfileSpec};
@@ -56,16 +57,15 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(scep_get))
             .route(web::post().to(scep_post)),
     )
-    .service(web::resource("/mdm/apple/enroll/{token}").route(web::get().to(download)))
-    .service(
-        web::resource("/api/v1/deviceManagement/appleEnrollmentProfiles")
-            .route(web::post().to(create_profile))
-            .route(web::get().to(list_profiles)),
-    )
-    .service(
-        web::resource("/api/v1/deviceManagement/appleEnrollmentProfiles/{id}")
-            .route(web::get().to(get_profile)),
-    );
+    .service(web::resource("/mdm/apple/enroll/{token}").route(web::get().to(download)));
+}
+
+/// The admin API's routes: enrollment profiles.
+pub fn api_routes(routes: &mut ApiRoutes) {
+    routes
+        .service(create_profile)
+        .service(list_profiles)
+        .service(get_profile);
 }
 
 pub fn internal_routes(cfg: &mut web::ServiceConfig) {
@@ -378,18 +378,22 @@ async fn record_identity(
 
 // ---- enrollment profiles ---------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProfile {
+    /// `company` for an admin, `personal` for a user (self-service) when omitted.
     #[serde(default)]
     pub ownership: Option<Ownership>,
+    /// The user the device will belong to (a user token: the caller).
     #[serde(default)]
     pub user_id: Option<UserId>,
+    /// iOS, iPadOS or macOS; any Apple platform when omitted.
     #[serde(default)]
     pub platform: Option<Platform>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// An enrollment profile: a one-time download that enrols one device.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileView {
     pub id: EnrollmentId,
@@ -421,6 +425,20 @@ impl ProfileView {
     }
 }
 
+/// Makes an enrollment profile: its `profileUrl` downloads once, on the device, and
+/// enrols it. Admins make company profiles; a user token makes a personal one for the
+/// caller (self-service).
+#[utoipa::path(
+    tag = "apple",
+    operation_id = "createAppleEnrollmentProfile",
+    request_body = CreateProfile,
+    responses(
+        (status = 201, description = "The profile with its one-time `profileUrl`; `Location` names it.", body = ProfileView,
+            headers(("Location" = String, description = "The profile's URL."))),
+        (status = 409, description = "No push certificate is uploaded (`apple_push_certificate_missing`)."),
+    )
+)]
+#[post("/api/v1/deviceManagement/appleEnrollmentProfiles")]
 async fn create_profile(
     apple: web::Data<Arc<Apple>>,
     caller: Caller,
@@ -507,6 +525,13 @@ async fn create_profile(
         .json(ProfileView::of(&row, Some(url))))
 }
 
+/// Lists the tenant's enrollment profiles, newest first (without their URLs).
+#[utoipa::path(
+    tag = "apple",
+    operation_id = "listAppleEnrollmentProfiles",
+    responses((status = 200, description = "The profiles.", body = Page<ProfileView>))
+)]
+#[get("/api/v1/deviceManagement/appleEnrollmentProfiles")]
 async fn list_profiles(
     apple: web::Data<Arc<Apple>>,
     caller: Caller,
@@ -536,6 +561,14 @@ async fn list_profiles(
     }))
 }
 
+/// Reads an enrollment profile: whether and when it was downloaded.
+#[utoipa::path(
+    tag = "apple",
+    operation_id = "getAppleEnrollmentProfile",
+    params(("id" = EnrollmentId, Path, description = "The profile.")),
+    responses((status = 200, description = "The profile.", body = ProfileView))
+)]
+#[get("/api/v1/deviceManagement/appleEnrollmentProfiles/{id}")]
 async fn get_profile(
     apple: web::Data<Arc<Apple>>,
     caller: Caller,

@@ -33,6 +33,7 @@ use mdm_runtime::{Context, Module};
 use openssl::x509::X509;
 
 pub use config::Config;
+pub use http::api_routes as api;
 pub use service::Apple;
 
 /// The Apple adapter as a module of a process, or why its configuration cannot work (an
@@ -111,6 +112,7 @@ pub fn module(context: &Context, config: &Config) -> anyhow::Result<(Module, Arc
         .on::<DeviceRemoved, _>(move |c, d, m| actions::removed(&a3, c, d, m));
     let (t1, t2, t3, t4) = (apple.clone(), apple.clone(), apple.clone(), apple.clone());
     let module = Module::new(Service::Apple)
+        .api(http::api_routes)
         .public(move |cfg| {
             cfg.app_data(public_data.clone());
             http::public_routes(cfg);

@@ -21,6 +21,7 @@ use prometheus::{IntCounterVec, Opts};
 
 pub use config::{Config, ExpiryConfig};
 pub use error::Error;
+pub use routes::api;
 
 use crate::dispatcher::Dispatcher;
 
@@ -58,6 +59,7 @@ pub fn module(context: &Context, config: &Config) -> Module {
     let worker = dispatcher.clone();
     let leases = context.leases.clone();
     Module::new(Service::Dispatch)
+        .api(routes::api)
         .public(routes::public(dispatcher.clone()))
         .internal(routes::internal(dispatcher.clone()))
         .inbox(messages::inbox(dispatcher.clone()))

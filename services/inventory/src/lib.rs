@@ -22,6 +22,7 @@ use mdm_runtime::{Context, Module};
 
 pub use config::Config;
 pub use error::Error;
+pub use routes::api;
 
 use crate::metrics::InventoryMetrics;
 use crate::routes::State;
@@ -41,6 +42,7 @@ pub fn module(context: &Context, config: &Config) -> Module {
         metrics: InventoryMetrics::register(&context.metrics),
     });
     Module::new(Service::Inventory)
+        .api(routes::api)
         .public(routes::public(state.clone()))
         .internal(routes::internal(state.clone()))
         .inbox(messages::inbox(state.clone()))

@@ -29,7 +29,13 @@ pub fn build(
 }
 
 /// The admin API routes of every service and adapter, as their modules register them.
-const API_ROUTES: &[ApiRoutesFn] = &[mdm_enrollment::api];
+const API_ROUTES: &[ApiRoutesFn] = &[
+    mdm_enrollment::api,
+    mdm_inventory::api,
+    mdm_dispatch::api,
+    mdm_apple::api,
+    mdm_android::api,
+];
 
 /// The OpenAPI document of a process that runs every service.
 pub fn api_document() -> OpenApi {

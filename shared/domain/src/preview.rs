@@ -62,6 +62,7 @@ impl RetireColumn {
 
 /// What retire does to one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RetirePreview {
     pub column: RetireColumn,
@@ -78,6 +79,7 @@ pub struct RetirePreview {
 
 /// One data type of the retire table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RetireRow {
     pub data_type: &'static str,
@@ -90,6 +92,7 @@ pub struct RetireRow {
 
 /// What a factory reset does to one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WipePreview {
     /// Whether the factory reset can be done as asked (keeping enrollment and user data

@@ -1,84 +1,142 @@
 //! The device actions, their self-service versions, cancel, the device's action history
 //! and the retire and factory-reset previews.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, post, web};
 use mdm_api::ErrorCode;
 use mdm_api::internal::adapter::ActionParams;
-use mdm_api::public::{RemoteLockRequest, WipeRequest};
+use mdm_api::public::{DeviceAction, DeviceActionResult, Page, RemoteLockRequest, WipeRequest};
 use mdm_domain::capability::required_permission;
+use mdm_domain::preview::{RetirePreview, WipePreview};
 use mdm_domain::{ActionId, ActionKind, DeviceId, Permission, Role};
 use mdm_runtime::idempotency::ReservedKey;
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::{DEVICE, Shared, optional_json};
+use super::{Shared, optional_json};
 use crate::actions;
 use crate::dispatcher::{IdempotentAnswer, Requested, Requester, cancel_in_transaction};
 use crate::error::Error;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let device = |rest: &str| format!("/api/v1/deviceManagement/managedDevices/{DEVICE}/{rest}");
-    let mine = |rest: &str| format!("/api/v1/me/managedDevices/{DEVICE}/{rest}");
-    let admin = [
-        ("remoteLock", ActionKind::RemoteLock),
-        ("resetPasscode", ActionKind::ResetPasscode),
-        ("wipe", ActionKind::Wipe),
-        ("retire", ActionKind::Retire),
-        ("rebootNow", ActionKind::RebootNow),
-        ("syncDevice", ActionKind::SyncDevice),
-    ]
-    .map(|(path, kind)| (device(path), kind, false));
-    let own = [
-        ("remoteLock", ActionKind::RemoteLock),
-        ("resetPasscode", ActionKind::ResetPasscode),
-        ("wipe", ActionKind::Wipe),
-        ("retire", ActionKind::Retire),
-    ]
-    .map(|(path, kind)| (mine(path), kind, true));
-    for (path, kind, self_service) in admin.into_iter().chain(own) {
-        cfg.service(
-            web::resource(path)
-                .app_data(web::Data::new(ActionRoute { kind, self_service }))
-                .post(take_action),
-        );
-    }
-    cfg.service(web::resource(device("deviceActionResults")).get(results))
-        .service(
-            web::resource(format!(
-                "/api/v1/deviceManagement/managedDevices/{DEVICE}/deviceActionResults/{{actionId}}/cancel"
-            ))
-            .post(cancel),
-        )
-        .service(web::resource(device("retirePreview")).get(retire_preview))
-        .service(web::resource(device("wipePreview")).get(wipe_preview));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        .service(remote_lock)
+        .service(reset_passcode)
+        .service(wipe)
+        .service(retire)
+        .service(reboot_now)
+        .service(sync_device)
+        .service(my_remote_lock)
+        .service(my_reset_passcode)
+        .service(my_wipe)
+        .service(my_retire)
+        .service(results)
+        .service(cancel)
+        .service(retire_preview)
+        .service(wipe_preview);
 }
 
-/// What an action route takes: the action, for an admin or on the caller's own device.
-struct ActionRoute {
-    kind: ActionKind,
-    self_service: bool,
+/// Declares one action route: its operation, and a handler that takes `$kind` for an
+/// admin or (`self_service: true`) on the caller's own device. The body is optional;
+/// actions without options take `Object` (an empty one).
+macro_rules! action_route {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $operation:tt, $path:tt, $kind:expr, self_service: $self_service:tt,
+        body: $body:ident
+    ) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            tag = "deviceActions",
+            operation_id = $operation,
+            params(("id" = DeviceId, Path, description = "The managed device.")),
+            request_body = Option<$body>,
+            responses(
+                (status = 202, description = "The action, `pending` until the device receives it. A Mac's unlock PIN (`lockPin`) is in this answer only, for roles that may see it.", body = DeviceAction),
+                (status = 403, description = "The role may not take this action (`forbidden_for_role`)."),
+                (status = 409, description = "The device's state or the tenant's authority refuses it: `authority_disallows_action`, `hybrid_authority_read_only`, `user_not_licensed`, `device_not_managed`, `device_removal_pending`, `unlock_pin_outstanding`."),
+                (status = 422, description = "The device cannot do it: `action_not_supported`, `device_has_no_passcode`, `requires_windows_1709`, `retire_not_offered_for_directory_joined`, `invalid_action_options`, `self_service_not_allowed`; `reason` names the capability rule."),
+            )
+        )]
+        #[post($path)]
+        async fn $name(
+            caller: Caller,
+            d: Shared,
+            id: web::Path<DeviceId>,
+            key: Option<web::ReqData<ReservedKey>>,
+            body: web::Bytes,
+        ) -> Result<HttpResponse, ApiError> {
+            let key = key.map(web::ReqData::into_inner);
+            act(caller, d, id.into_inner(), $kind, &body, key, $self_service).await
+        }
+    };
 }
 
-async fn take_action(
-    caller: Caller,
-    d: Shared,
-    id: web::Path<DeviceId>,
-    route: web::Data<ActionRoute>,
-    key: Option<web::ReqData<ReservedKey>>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let key = key.map(web::ReqData::into_inner);
-    act(
-        caller,
-        d,
-        id.into_inner(),
-        route.kind,
-        &body,
-        key,
-        route.self_service,
-    )
-    .await
-}
+action_route!(
+    /// Locks the device now, with an optional message and phone number on the lock
+    /// screen. A Mac gets a generated 6-digit PIN, shown once in this answer (and on the
+    /// device until another action is sent or 30 days pass).
+    remote_lock, "remoteLock",
+    "/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/remoteLock",
+    ActionKind::RemoteLock, self_service: false, body: RemoteLockRequest
+);
+action_route!(
+    /// Clears or resets the passcode: Apple ClearPasscode with the unlock token, Android
+    /// RESET_PASSWORD, Windows mobile LockAndResetPIN.
+    reset_passcode, "resetPasscode",
+    "/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/resetPasscode",
+    ActionKind::ResetPasscode, self_service: false, body: Object
+);
+action_route!(
+    /// Factory reset. `keepEnrollmentData` with `keepUserData` needs Windows 10 version
+    /// 1709 or later; not available for Android personal work profiles.
+    wipe, "wipe",
+    "/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/wipe",
+    ActionKind::Wipe, self_service: false, body: WipeRequest
+);
+action_route!(
+    /// Removes company data (retire); personal data stays. `retirePreview` tells what
+    /// this device loses and keeps.
+    retire, "retire",
+    "/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/retire",
+    ActionKind::Retire, self_service: false, body: Object
+);
+action_route!(
+    /// Restarts the device.
+    reboot_now, "rebootNow",
+    "/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/rebootNow",
+    ActionKind::RebootNow, self_service: false, body: Object
+);
+action_route!(
+    /// Asks the device to check in now.
+    sync_device, "syncDevice",
+    "/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/syncDevice",
+    ActionKind::SyncDevice, self_service: false, body: Object
+);
+action_route!(
+    /// Locks one of the caller's own devices (self-service).
+    my_remote_lock, "remoteLockMyDevice",
+    "/api/v1/me/managedDevices/{id:[0-9a-fA-F-]+}/remoteLock",
+    ActionKind::RemoteLock, self_service: true, body: RemoteLockRequest
+);
+action_route!(
+    /// Resets the passcode of one of the caller's own devices (self-service).
+    my_reset_passcode, "resetPasscodeMyDevice",
+    "/api/v1/me/managedDevices/{id:[0-9a-fA-F-]+}/resetPasscode",
+    ActionKind::ResetPasscode, self_service: true, body: Object
+);
+action_route!(
+    /// Factory-resets one of the caller's own devices (self-service).
+    my_wipe, "wipeMyDevice",
+    "/api/v1/me/managedDevices/{id:[0-9a-fA-F-]+}/wipe",
+    ActionKind::Wipe, self_service: true, body: WipeRequest
+);
+action_route!(
+    /// Removes company data from one of the caller's own devices (self-service).
+    my_retire, "retireMyDevice",
+    "/api/v1/me/managedDevices/{id:[0-9a-fA-F-]+}/retire",
+    ActionKind::Retire, self_service: true, body: Object
+);
 
 /// Takes an action: 202 with the action, or the refusal; nothing is sent when refused.
 async fn act(
@@ -171,6 +229,14 @@ fn requested(kind: ActionKind, body: &[u8]) -> Result<Requested, ApiError> {
     Ok(requested)
 }
 
+/// Every action on the device, newest first.
+#[utoipa::path(
+    tag = "deviceActions",
+    operation_id = "listDeviceActionResults",
+    params(("id" = DeviceId, Path, description = "The managed device.")),
+    responses((status = 200, description = "The device's actions.", body = Page<DeviceActionResult>))
+)]
+#[get("/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/deviceActionResults")]
 async fn results(
     caller: Caller,
     d: Shared,
@@ -187,6 +253,20 @@ async fn results(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "value": value })))
 }
 
+/// Cancels an action the device has not received yet.
+#[utoipa::path(
+    tag = "deviceActions",
+    operation_id = "cancelDeviceAction",
+    params(("id" = DeviceId, Path, description = "The managed device."), ("actionId" = ActionId, Path, description = "The action.")),
+    responses(
+        (status = 202, description = "The action, `canceled`.", body = DeviceAction),
+        (status = 403, description = "The role may not cancel this action (`forbidden`)."),
+        (status = 409, description = "The device has received the action (`action_not_cancelable`)."),
+    )
+)]
+#[post(
+    "/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/deviceActionResults/{actionId:[0-9a-fA-F-]+}/cancel"
+)]
 async fn cancel(
     caller: Caller,
     d: Shared,
@@ -223,6 +303,14 @@ async fn cancel(
     Ok(HttpResponse::Accepted().json(actions::view(&row, None)))
 }
 
+/// What retire removes from and keeps on this device, from the platform's retire table.
+#[utoipa::path(
+    tag = "deviceActions",
+    operation_id = "getRetirePreview",
+    params(("id" = DeviceId, Path, description = "The managed device.")),
+    responses((status = 200, description = "The preview.", body = RetirePreview))
+)]
+#[get("/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/retirePreview")]
 async fn retire_preview(
     caller: Caller,
     d: Shared,
@@ -241,15 +329,26 @@ async fn retire_preview(
     Ok(HttpResponse::Ok().json(preview))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct WipePreviewQuery {
+    /// Keep the enrollment (with `keepUserData`: Windows 10 1709 and later).
     #[serde(default)]
     keep_enrollment_data: bool,
+    /// Keep the user accounts and their data.
     #[serde(default)]
     keep_user_data: bool,
 }
 
+/// What a factory reset (with these options) removes from and keeps on this device.
+#[utoipa::path(
+    tag = "deviceActions",
+    operation_id = "getWipePreview",
+    params(("id" = DeviceId, Path, description = "The managed device."), WipePreviewQuery),
+    responses((status = 200, description = "The preview.", body = WipePreview))
+)]
+#[get("/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}/wipePreview")]
 async fn wipe_preview(
     caller: Caller,
     d: Shared,

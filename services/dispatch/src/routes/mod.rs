@@ -7,25 +7,27 @@ mod views;
 use std::sync::Arc;
 
 use actix_web::web;
+use mdm_runtime::ApiRoutes;
 use serde::de::DeserializeOwned;
 
 use crate::dispatcher::Dispatcher;
 
 pub type Shared = web::Data<Arc<Dispatcher>>;
 
-/// A device id in a path: only UUIDs match, so that fixed segments beside it
-/// (`managedDevices/bulkAction`) are not taken for ids.
-pub const DEVICE: &str =
-    "{id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}";
-
+/// The state the admin API's handlers share.
 pub fn public(
     dispatcher: Arc<Dispatcher>,
 ) -> impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static {
     move |cfg| {
         cfg.app_data(web::Data::new(dispatcher.clone()));
-        actions::routes(cfg);
-        views::routes(cfg);
     }
+}
+
+/// The admin API's routes. A device id in a path matches only a UUID's characters, so
+/// that fixed segments beside it (`managedDevices/bulkAction`) are not taken for ids.
+pub fn api(routes: &mut ApiRoutes) {
+    actions::routes(routes);
+    views::routes(routes);
 }
 
 pub fn internal(

@@ -1,16 +1,18 @@
 //! Bulk actions, the tenant-wide device actions view and the audit trail.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, post, web};
 use diesel::result::Error::SerializationError;
 use mdm_api::ErrorCode;
-use mdm_api::public::{BulkActionRequest, Page};
+use mdm_api::public::{AuditEventView, BulkAction, BulkActionRequest, DeviceAction, Page};
 use mdm_domain::{ActionId, ActionKind, ActionState, BulkJobId, DeviceId, Permission};
 use mdm_runtime::error::json_config;
 use mdm_runtime::idempotency::ReservedKey;
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use mdm_store::StoreError;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::scope;
 
 use super::Shared;
 use crate::bulk::{self, MAX_DEVICES, Targets};
@@ -21,17 +23,34 @@ use crate::{actions, audit_trail};
 const BULK_BODY_LIMIT: usize = 8 * 1024 * 1024;
 const MAX_PAGE: i64 = 1000;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/deviceManagement/managedDevices/bulkAction")
-            .app_data(json_config(BULK_BODY_LIMIT))
-            .post(create_bulk),
-    )
-    .service(web::resource("/api/v1/deviceManagement/bulkActions/{id}").get(get_bulk))
-    .service(web::resource("/api/v1/deviceManagement/deviceActions").get(device_actions))
-    .service(web::resource("/api/v1/auditEvents").get(audit_events));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        // Its own body limit: a bulk request names up to 100,000 devices.
+        .service(
+            scope("/api/v1/deviceManagement/managedDevices/bulkAction")
+                .app_data(json_config(BULK_BODY_LIMIT))
+                .service(create_bulk),
+        )
+        .service(get_bulk)
+        .service(device_actions)
+        .service(audit_events);
 }
 
+/// Takes one action on many devices, named (`deviceIds`, up to 100,000) or selected
+/// (`filter`). Each device is checked as the single action would be; the job shows which
+/// were accepted, which refused and why, and how far their actions got.
+#[utoipa::path(
+    tag = "bulkActions",
+    operation_id = "createBulkAction",
+    request_body = BulkActionRequest,
+    responses(
+        (status = 202, description = "The job; `Location` names it.", body = BulkAction,
+            headers(("Location" = String, description = "The job's URL."))),
+        (status = 403, description = "The role may not take this action (`forbidden`)."),
+        (status = 422, description = "Too many devices (`too_many_devices`), or neither or both of `deviceIds` and `filter`."),
+    )
+)]
+#[post("")]
 async fn create_bulk(
     caller: Caller,
     d: Shared,
@@ -98,18 +117,29 @@ fn bulk_location(id: impl std::fmt::Display) -> String {
     format!("/api/v1/deviceManagement/bulkActions/{id}")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
-struct PageQuery<T> {
+#[into_params(parameter_in = Query)]
+struct BulkPageQuery {
+    /// Devices per page (100 when omitted).
     top: Option<i64>,
-    skip_token: Option<T>,
+    /// Where the page of devices starts: from the previous page's `nextLink`.
+    skip_token: Option<DeviceId>,
 }
 
+/// A bulk job's progress, in total and per device (a page of them).
+#[utoipa::path(
+    tag = "bulkActions",
+    operation_id = "getBulkAction",
+    params(("id" = BulkJobId, Path, description = "The job."), BulkPageQuery),
+    responses((status = 200, description = "The job.", body = BulkAction))
+)]
+#[get("/api/v1/deviceManagement/bulkActions/{id}")]
 async fn get_bulk(
     caller: Caller,
     d: Shared,
     id: web::Path<BulkJobId>,
-    query: web::Query<PageQuery<DeviceId>>,
+    query: web::Query<BulkPageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let (id, top, after) = (
@@ -124,16 +154,28 @@ async fn get_bulk(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ActionsQuery {
+    /// Actions per page (100 when omitted).
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<ActionId>,
+    /// Only actions in this state.
     state: Option<ActionState>,
+    /// Only this action.
     action: Option<ActionKind>,
 }
 
 /// Every action of the tenant, newest first.
+#[utoipa::path(
+    tag = "deviceActions",
+    operation_id = "listDeviceActions",
+    params(ActionsQuery),
+    responses((status = 200, description = "A page of actions.", body = Page<DeviceAction>))
+)]
+#[get("/api/v1/deviceManagement/deviceActions")]
 async fn device_actions(
     caller: Caller,
     d: Shared,
@@ -161,15 +203,28 @@ async fn device_actions(
     Ok(HttpResponse::Ok().json(Page { value, next_link }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Events per page (100 when omitted).
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<uuid::Uuid>,
+    /// Only this activity, such as `device.remoteLock`.
     activity: Option<String>,
+    /// Only events about this device.
     device_id: Option<DeviceId>,
 }
 
+/// The audit trail: who did what to which object, when and from where, newest first.
+#[utoipa::path(
+    tag = "audit",
+    operation_id = "listAuditEvents",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of events.", body = Page<AuditEventView>))
+)]
+#[get("/api/v1/auditEvents")]
 async fn audit_events(
     caller: Caller,
     d: Shared,

@@ -1,15 +1,18 @@
 //! Autopilot registrations, and the Managed Desktop device list built on them.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Duration, Utc};
-use mdm_api::public::{CreateAutopilotDeviceIdentity, Page, RemoveManagedDesktopDevice};
+use mdm_api::public::{
+    AutopilotDeviceIdentity, CreateAutopilotDeviceIdentity, Page, RemoveManagedDesktopDevice,
+};
 use mdm_domain::{DeviceId, ManagementState, Permission, RefusalReason};
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{QueryString, Shared, page_size, paged, with_id};
+use super::{QueryString, Shared, page_size, paged};
 use crate::devices::{self, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::Error;
 use crate::ids::to_uuid;
@@ -18,21 +21,23 @@ use crate::{autopilot, directory, groups, removal};
 const IDENTITIES: &str = "/api/v1/deviceManagement/windowsAutopilotDeviceIdentities";
 const DESKTOPS: &str = "/api/v1/deviceManagement/managedDesktopDevices";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(IDENTITIES).get(list).post(create))
-        .service(
-            web::resource(with_id(IDENTITIES, "id", ""))
-                .get(get)
-                .delete(delete),
-        )
-        .service(web::resource(DESKTOPS).get(desktops))
-        .service(web::resource(with_id(DESKTOPS, "id", "/remove")).post(remove_desktop));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        .service(list)
+        .service(create)
+        .service(get)
+        .service(delete)
+        .service(desktops)
+        .service(remove_desktop);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Registrations per page.
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<Uuid>,
 }
 
@@ -42,6 +47,16 @@ fn next_link(path: &str, top: i64, last: Uuid) -> String {
     next.finish(path)
 }
 
+/// Lists the Windows Autopilot registrations.
+#[utoipa::path(
+    tag = "autopilot",
+    operation_id = "listAutopilotDeviceIdentities",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of registrations.", body = Page<AutopilotDeviceIdentity>),
+    )
+)]
+#[get("/api/v1/deviceManagement/windowsAutopilotDeviceIdentities")]
 async fn list(
     caller: Caller,
     state: Shared,
@@ -65,6 +80,17 @@ async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Registers a device with Windows Autopilot by its serial number and hardware hash.
+#[utoipa::path(
+    tag = "autopilot",
+    operation_id = "createAutopilotDeviceIdentity",
+    request_body = CreateAutopilotDeviceIdentity,
+    responses(
+        (status = 201, description = "The registration, `pending` at first; `Location` names it.", body = AutopilotDeviceIdentity, headers(("Location" = String, description = "The registration's URL."))),
+        (status = 409, description = "The serial number is registered (`conflict`)."),
+    )
+)]
+#[post("/api/v1/deviceManagement/windowsAutopilotDeviceIdentities")]
 async fn create(
     caller: Caller,
     state: Shared,
@@ -102,6 +128,16 @@ async fn create(
         .json(identity))
 }
 
+/// Reads an Autopilot registration.
+#[utoipa::path(
+    tag = "autopilot",
+    operation_id = "getAutopilotDeviceIdentity",
+    params(("id" = Uuid, Path, description = "The Autopilot registration.")),
+    responses(
+        (status = 200, description = "The registration.", body = AutopilotDeviceIdentity),
+    )
+)]
+#[get("/api/v1/deviceManagement/windowsAutopilotDeviceIdentities/{id:[0-9a-fA-F-]+}")]
 async fn get(caller: Caller, state: Shared, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let (id, now) = (id.into_inner(), state.clock.now());
@@ -113,6 +149,16 @@ async fn get(caller: Caller, state: Shared, id: web::Path<Uuid>) -> Result<HttpR
 }
 
 /// Refused with `registration_pending` while the registration is processed.
+#[utoipa::path(
+    tag = "autopilot",
+    operation_id = "deleteAutopilotDeviceIdentity",
+    params(("id" = Uuid, Path, description = "The Autopilot registration.")),
+    responses(
+        (status = 204, description = "The registration is deleted."),
+        (status = 409, description = "The registration is pending (`registration_pending`)."),
+    )
+)]
+#[delete("/api/v1/deviceManagement/windowsAutopilotDeviceIdentities/{id:[0-9a-fA-F-]+}")]
 async fn delete(
     caller: Caller,
     state: Shared,
@@ -143,7 +189,7 @@ async fn delete(
 
 /// `GET .../managedDesktopDevices`: a registered (or pending) device with its managed
 /// device, when it has enrolled.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ManagedDesktopDevice {
     /// The Autopilot registration's id.
@@ -160,6 +206,16 @@ struct ManagedDesktopDevice {
     created_date_time: DateTime<Utc>,
 }
 
+/// Lists the registered (or pending) desktops, with their managed device once enrolled.
+#[utoipa::path(
+    tag = "autopilot",
+    operation_id = "listManagedDesktopDevices",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of devices.", body = Page<ManagedDesktopDevice>),
+    )
+)]
+#[get("/api/v1/deviceManagement/managedDesktopDevices")]
 async fn desktops(
     caller: Caller,
     state: Shared,
@@ -208,7 +264,7 @@ async fn desktops(
 }
 
 /// What a Managed Desktop removal did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ManagedDesktopRemoval {
     id: Uuid,
@@ -227,6 +283,18 @@ struct ManagedDesktopRemoval {
 /// management the way `DELETE .../managedDevices/{id}` removes it. Refused with
 /// `registration_pending` while the registration is pending. All or nothing: a refused
 /// delete leaves everything in place.
+#[utoipa::path(
+    tag = "autopilot",
+    operation_id = "removeManagedDesktopDevice",
+    params(("id" = Uuid, Path, description = "The Autopilot registration.")),
+    request_body = RemoveManagedDesktopDevice,
+    responses(
+        (status = 200, description = "What was removed.", body = ManagedDesktopRemoval),
+        (status = 409, description = "The registration is pending (`registration_pending`), or the authority does not allow the removal."),
+        (status = 422, description = "The device cannot be removed this way (`action_not_supported`)."),
+    )
+)]
+#[post("/api/v1/deviceManagement/managedDesktopDevices/{id:[0-9a-fA-F-]+}/remove")]
 async fn remove_desktop(
     caller: Caller,
     state: Shared,

@@ -1,18 +1,19 @@
 //! Managed devices: the list with its filters, one device, delete; a user's devices and
 //! the caller's own.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 use mdm_api::Service;
 use mdm_api::internal::dispatch::DeviceActionsSummary;
 use mdm_api::internal::enrollment::{UsersLookup, UsersLookupResponse};
 use mdm_api::internal::inventory::DeviceFilter;
-use mdm_api::public::ManagedDevice;
+use mdm_api::public::{ManagedDevice, Page};
 use mdm_domain::{DeviceId, ManagementState, Ownership, Permission, Platform, TenantId, UserId};
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::{QueryString, Shared, State, page_size, paged, with_id};
+use super::{QueryString, Shared, State, page_size, paged};
 use crate::devices::{self, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::Error;
 use crate::removal;
@@ -20,28 +21,31 @@ use crate::removal;
 const DEVICES: &str = "/api/v1/deviceManagement/managedDevices";
 const MY_DEVICES: &str = "/api/v1/me/managedDevices";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(DEVICES).get(list))
-        .service(
-            web::resource(with_id(DEVICES, "id", ""))
-                .get(get)
-                .delete(delete),
-        )
-        .service(web::resource(with_id("/api/v1/users", "id", "/managedDevices")).get(user_devices))
-        .service(web::resource(MY_DEVICES).get(my_devices))
-        .service(web::resource(with_id(MY_DEVICES, "id", "")).get(my_device));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        .service(list)
+        .service(get)
+        .service(delete)
+        .service(user_devices)
+        .service(my_devices)
+        .service(my_device);
 }
 
 /// The list's query: paging and the filters of the API contract.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Devices per page.
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<DeviceId>,
     operating_system: Option<Platform>,
+    /// `company` or `personal`.
     owner_type: Option<Ownership>,
     management_state: Option<ManagementState>,
     user_principal_name: Option<String>,
+    /// Only devices whose last check-in was before this time.
     last_sync_before: Option<DateTime<Utc>>,
 }
 
@@ -102,6 +106,16 @@ async fn page(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Lists the tenant's managed devices, a page at a time, with the filters given.
+#[utoipa::path(
+    tag = "managedDevices",
+    operation_id = "listManagedDevices",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of devices.", body = Page<ManagedDevice>),
+    )
+)]
+#[get("/api/v1/deviceManagement/managedDevices")]
 async fn list(
     caller: Caller,
     state: Shared,
@@ -112,6 +126,16 @@ async fn list(
 }
 
 /// `GET /api/v1/users/{id}/managedDevices`: 404 when the tenant has no such user.
+/// Lists a user's managed devices.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "listUserManagedDevices",
+    params(("id" = UserId, Path, description = "The user."), ListQuery),
+    responses(
+        (status = 200, description = "A page of the user's devices.", body = Page<ManagedDevice>),
+    )
+)]
+#[get("/api/v1/users/{id:[0-9a-fA-F-]+}/managedDevices")]
 async fn user_devices(
     caller: Caller,
     state: Shared,
@@ -137,6 +161,16 @@ async fn user_devices(
 }
 
 /// `GET /api/v1/me/managedDevices`: a user's own devices (self-service).
+#[utoipa::path(
+    tag = "selfService",
+    operation_id = "listMyManagedDevices",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the caller's devices.", body = Page<ManagedDevice>),
+        (status = 403, description = "The token acts for no user (`forbidden`)."),
+    )
+)]
+#[get("/api/v1/me/managedDevices")]
 async fn my_devices(
     caller: Caller,
     state: Shared,
@@ -146,6 +180,17 @@ async fn my_devices(
     page(&state, tenant, &query, Some(user), MY_DEVICES).await
 }
 
+/// Reads one of the caller's own devices.
+#[utoipa::path(
+    tag = "selfService",
+    operation_id = "getMyManagedDevice",
+    params(("id" = DeviceId, Path, description = "The managed device.")),
+    responses(
+        (status = 200, description = "The device.", body = ManagedDevice),
+        (status = 403, description = "The token acts for no user (`forbidden`)."),
+    )
+)]
+#[get("/api/v1/me/managedDevices/{id:[0-9a-fA-F-]+}")]
 async fn my_device(
     caller: Caller,
     state: Shared,
@@ -164,6 +209,16 @@ fn self_service(caller: &Caller) -> Result<(TenantId, UserId), ApiError> {
     Ok((tenant, user))
 }
 
+/// Reads a managed device.
+#[utoipa::path(
+    tag = "managedDevices",
+    operation_id = "getManagedDevice",
+    params(("id" = DeviceId, Path, description = "The managed device.")),
+    responses(
+        (status = 200, description = "The device with its actions, and a Mac's unlock PIN for roles that may see it.", body = ManagedDevice),
+    )
+)]
+#[get("/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}")]
 async fn get(
     caller: Caller,
     state: Shared,
@@ -220,6 +275,17 @@ async fn summary(state: &State, tenant: TenantId, id: DeviceId) -> Option<Device
 /// `DELETE .../managedDevices/{id}`: the device goes to `deletePending` and dispatch
 /// issues the retire that removes company data at its next check-in; the record goes
 /// when that is done (or when the clean-up window passes without a check-in).
+#[utoipa::path(
+    tag = "managedDevices",
+    operation_id = "deleteManagedDevice",
+    params(("id" = DeviceId, Path, description = "The managed device.")),
+    responses(
+        (status = 202, description = "The device, `deletePending`.", body = ManagedDevice),
+        (status = 409, description = "The authority does not allow it (`authority_disallows_action`, `hybrid_authority_read_only`), or the device is already being removed (`device_removal_pending`)."),
+        (status = 422, description = "The device cannot be removed this way (`action_not_supported`)."),
+    )
+)]
+#[delete("/api/v1/deviceManagement/managedDevices/{id:[0-9a-fA-F-]+}")]
 async fn delete(
     caller: Caller,
     state: Shared,

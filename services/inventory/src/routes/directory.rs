@@ -1,33 +1,47 @@
 //! Directory records of devices.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, web};
+use mdm_api::public::{DirectoryDevice, Page};
 use mdm_domain::{Permission, UserId};
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{QueryString, Shared, page_size, paged, with_id};
+use super::{QueryString, Shared, page_size, paged};
 use crate::devices::{DEFAULT_PAGE, MAX_PAGE};
 use crate::directory;
 use crate::error::Error;
 
 const RECORDS: &str = "/api/v1/directory/devices";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(RECORDS).get(list))
-        .service(web::resource(with_id(RECORDS, "id", "")).delete(delete));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes.service(list).service(delete);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Records per page.
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<Uuid>,
     /// Only this user's records.
     user_id: Option<UserId>,
 }
 
+/// Lists the devices' directory records.
+#[utoipa::path(
+    tag = "directory",
+    operation_id = "listDirectoryDevices",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of directory records.", body = Page<DirectoryDevice>),
+    )
+)]
+#[get("/api/v1/directory/devices")]
 async fn list(
     caller: Caller,
     state: Shared,
@@ -56,6 +70,15 @@ async fn list(
 
 /// Deletes the record at once. The device stays under management; its user's slot of
 /// the device limit is free from now on.
+#[utoipa::path(
+    tag = "directory",
+    operation_id = "deleteDirectoryDevice",
+    params(("id" = Uuid, Path, description = "The directory record.")),
+    responses(
+        (status = 204, description = "The record is deleted."),
+    )
+)]
+#[delete("/api/v1/directory/devices/{id:[0-9a-fA-F-]+}")]
 async fn delete(
     caller: Caller,
     state: Shared,

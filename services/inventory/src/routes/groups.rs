@@ -1,39 +1,52 @@
 //! Device groups and their members.
 
-use actix_web::{HttpResponse, web};
-use mdm_api::public::{CreateDeviceGroup, Page};
+use actix_web::{HttpResponse, delete, get, post, web};
+use mdm_api::public::{CreateDeviceGroup, DeviceGroup, ManagedDevice, Page};
 use mdm_domain::{DeviceId, Permission};
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
-use super::{QueryString, Shared, UUID, page_size, paged, with_id};
+use super::{QueryString, Shared, page_size, paged};
 use crate::devices::{self, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::Error;
 use crate::groups;
 
 const GROUPS: &str = "/api/v1/groups";
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let member = format!("{}/{{deviceId:{UUID}}}", with_id(GROUPS, "id", "/members"));
-    cfg.service(web::resource(GROUPS).get(list).post(create))
-        .service(
-            web::resource(with_id(GROUPS, "id", ""))
-                .get(get)
-                .delete(delete),
-        )
-        .service(web::resource(with_id(GROUPS, "id", "/members")).get(members))
-        .service(web::resource(member).post(add_member).delete(remove_member));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes
+        .service(list)
+        .service(create)
+        .service(get)
+        .service(delete)
+        .service(members)
+        .service(add_member)
+        .service(remove_member);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Groups per page.
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<Uuid>,
 }
 
+/// Lists the device groups.
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "listGroups",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of groups.", body = Page<DeviceGroup>),
+    )
+)]
+#[get("/api/v1/groups")]
 async fn list(
     caller: Caller,
     state: Shared,
@@ -54,6 +67,16 @@ async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Creates a device group.
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "createGroup",
+    request_body = CreateDeviceGroup,
+    responses(
+        (status = 201, description = "The group; `Location` names it.", body = DeviceGroup, headers(("Location" = String, description = "The group's URL."))),
+    )
+)]
+#[post("/api/v1/groups")]
 async fn create(
     caller: Caller,
     state: Shared,
@@ -78,6 +101,16 @@ async fn create(
         .json(group))
 }
 
+/// Reads a device group.
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "getGroup",
+    params(("id" = Uuid, Path, description = "The group.")),
+    responses(
+        (status = 200, description = "The group.", body = DeviceGroup),
+    )
+)]
+#[get("/api/v1/groups/{id:[0-9a-fA-F-]+}")]
 async fn get(caller: Caller, state: Shared, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let id = id.into_inner();
@@ -88,6 +121,16 @@ async fn get(caller: Caller, state: Shared, id: web::Path<Uuid>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(group))
 }
 
+/// Deletes a device group.
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "deleteGroup",
+    params(("id" = Uuid, Path, description = "The group.")),
+    responses(
+        (status = 204, description = "The group is deleted; its devices stay."),
+    )
+)]
+#[delete("/api/v1/groups/{id:[0-9a-fA-F-]+}")]
 async fn delete(
     caller: Caller,
     state: Shared,
@@ -110,14 +153,26 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MembersQuery {
+    /// Devices per page.
     top: Option<i64>,
+    /// Where the page starts: from the previous page's `nextLink`.
     skip_token: Option<DeviceId>,
 }
 
 /// The group's member devices.
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "listGroupMembers",
+    params(("id" = Uuid, Path, description = "The group."), MembersQuery),
+    responses(
+        (status = 200, description = "A page of member devices.", body = Page<ManagedDevice>),
+    )
+)]
+#[get("/api/v1/groups/{id:[0-9a-fA-F-]+}/members")]
 async fn members(
     caller: Caller,
     state: Shared,
@@ -147,6 +202,16 @@ async fn members(
     }))
 }
 
+/// Adds a device to a group.
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "addGroupMember",
+    params(("id" = Uuid, Path, description = "The group."), ("deviceId" = DeviceId, Path, description = "The managed device.")),
+    responses(
+        (status = 204, description = "The device is a member."),
+    )
+)]
+#[post("/api/v1/groups/{id:[0-9a-fA-F-]+}/members/{deviceId:[0-9a-fA-F-]+}")]
 async fn add_member(
     caller: Caller,
     state: Shared,
@@ -169,6 +234,16 @@ async fn add_member(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Removes a device from a group.
+#[utoipa::path(
+    tag = "groups",
+    operation_id = "removeGroupMember",
+    params(("id" = Uuid, Path, description = "The group."), ("deviceId" = DeviceId, Path, description = "The managed device.")),
+    responses(
+        (status = 204, description = "The device is no longer a member."),
+    )
+)]
+#[delete("/api/v1/groups/{id:[0-9a-fA-F-]+}/members/{deviceId:[0-9a-fA-F-]+}")]
 async fn remove_member(
     caller: Caller,
     state: Shared,

@@ -1,8 +1,8 @@
 //! HTTP routes of the inventory service.
 //!
-//! Paths with an id only match a UUID (`{id:UUID}`), so that a neighbour's route under
-//! the same prefix (`.../managedDevices/bulkAction` of dispatch) is never hidden by one
-//! of these resources.
+//! Paths with an id only match a UUID's characters (`{id:[0-9a-fA-F-]+}`), so that a
+//! neighbour's route under the same prefix (`.../managedDevices/bulkAction` of dispatch)
+//! is never hidden by one of these resources.
 
 mod autopilot;
 mod devices;
@@ -19,7 +19,7 @@ use mdm_api::InternalClient;
 use mdm_api::cache::PolicyCache;
 use mdm_api::internal::dispatch::AuditEvent;
 use mdm_runtime::outbox::Outbox;
-use mdm_runtime::{SharedClock, audit};
+use mdm_runtime::{ApiRoutes, SharedClock, audit};
 use mdm_store::{DbConnection, Store, StoreError};
 
 use crate::config::Config;
@@ -49,14 +49,19 @@ impl State {
 
 pub type Shared = web::Data<Arc<State>>;
 
+/// The admin API's routes.
+pub fn api(routes: &mut ApiRoutes) {
+    devices::routes(routes);
+    directory::routes(routes);
+    autopilot::routes(routes);
+    groups::routes(routes);
+    settings::routes(routes);
+}
+
+/// The state the admin API's handlers share.
 pub fn public(state: Arc<State>) -> impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static {
     move |cfg| {
         cfg.app_data(web::Data::new(state.clone()));
-        devices::routes(cfg);
-        directory::routes(cfg);
-        autopilot::routes(cfg);
-        groups::routes(cfg);
-        settings::routes(cfg);
     }
 }
 

@@ -1,21 +1,28 @@
 //! `managedDeviceCleanupSettings`: the tenant's inactivity clean-up rule.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, put, web};
 use mdm_api::public::ManagedDeviceCleanupSettings;
 use mdm_domain::Permission;
-use mdm_runtime::{ApiError, Caller, audit};
+use mdm_runtime::{ApiError, ApiRoutes, Caller, audit};
 use serde_json::json;
 
 use super::Shared;
 use crate::cleanup;
 use crate::error::Error;
 
-const SETTINGS: &str = "/api/v1/deviceManagement/managedDeviceCleanupSettings";
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource(SETTINGS).get(get).put(put));
+pub fn routes(routes: &mut ApiRoutes) {
+    routes.service(get).service(put);
 }
 
+/// Reads the clean-up rule: devices that have not checked in for this many days are removed.
+#[utoipa::path(
+    tag = "settings",
+    operation_id = "getManagedDeviceCleanupSettings",
+    responses(
+        (status = 200, description = "The rule.", body = ManagedDeviceCleanupSettings),
+    )
+)]
+#[get("/api/v1/deviceManagement/managedDeviceCleanupSettings")]
 async fn get(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant_with(Permission::ReadTenant)?;
     let settings = state
@@ -25,6 +32,16 @@ async fn get(caller: Caller, state: Shared) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(settings))
 }
 
+/// Sets the clean-up rule: off (`null`) or 90 to 270 days.
+#[utoipa::path(
+    tag = "settings",
+    operation_id = "setManagedDeviceCleanupSettings",
+    request_body = ManagedDeviceCleanupSettings,
+    responses(
+        (status = 200, description = "The rule now.", body = ManagedDeviceCleanupSettings),
+    )
+)]
+#[put("/api/v1/deviceManagement/managedDeviceCleanupSettings")]
 async fn put(
     caller: Caller,
     state: Shared,
