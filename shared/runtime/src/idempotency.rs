@@ -29,6 +29,7 @@ use mdm_store::{DbConnection, Store, StoreError, to_millis};
 use crate::clock::SharedClock;
 use crate::crypto::sha256;
 use crate::error::ApiError;
+use crate::openapi::AllowedMethods;
 
 pub const HEADER: &str = "Idempotency-Key";
 
@@ -36,7 +37,8 @@ pub const HEADER: &str = "Idempotency-Key";
 /// died); the key may be used again.
 const ABANDONED_AFTER_MS: i64 = 120_000;
 
-/// Middleware for the public listener; only `/api/` calls with the header are affected.
+/// Middleware for the public listener; only the admin API's mutating operations (those
+/// of the OpenAPI document) with the header are affected.
 pub async fn idempotent(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -50,7 +52,14 @@ pub async fn idempotent(
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let (Some(key), true, true) = (key, mutating, req.path().starts_with("/api/")) else {
+    // Without credentials the call is refused (401) before its key matters (keys are
+    // scoped to the credential that sent them); a method or path that is no operation is
+    // refused (405, 404) whatever its key.
+    let credentials = req.headers().contains_key(header::AUTHORIZATION);
+    let operation = req
+        .app_data::<web::Data<AllowedMethods>>()
+        .is_some_and(|allowed| allowed.takes(req.path(), req.method().as_str()));
+    let (Some(key), true, true, true) = (key, mutating, credentials, operation) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     if key.is_empty() || key.len() > 255 {

@@ -7,7 +7,9 @@
 //! `Idempotency-Key` headers, and the problem+json answers any call can get.
 
 use actix_web::dev::HttpServiceFactory;
-use actix_web::{HttpResponse, get, web};
+use actix_web::http::header::{ALLOW, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, web};
+use mdm_api::ErrorCode;
 use mdm_api::problem::{PROBLEM_JSON, Problem};
 use utoipa::openapi::path::{HttpMethod, Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -20,6 +22,7 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_actix_web::OpenApiFactory;
 
+use crate::ApiError;
 use crate::auth::TENANT_HEADER;
 use crate::idempotency;
 
@@ -253,4 +256,100 @@ fn problem(description: &str) -> Response {
                 .build(),
         )
         .build()
+}
+
+/// The methods each documented path takes. A request for a documented path with another
+/// method is answered 405 with `Allow`, as one resource with several methods would be
+/// (each operation is a resource of its own, so actix-web alone would answer 404).
+pub(crate) struct AllowedMethods(Vec<(Vec<Option<String>>, Vec<String>)>);
+
+impl AllowedMethods {
+    pub(crate) fn of(document: &OpenApi) -> Self {
+        let templates = document
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                    .collect();
+                let mut item = item.clone();
+                let methods = operations(&mut item)
+                    .map(|(method, _)| method_name(&method).to_owned())
+                    .collect();
+                (segments, methods)
+            })
+            .collect();
+        Self(templates)
+    }
+
+    /// Whether `method` on `path` is a documented operation.
+    pub(crate) fn takes(&self, path: &str, method: &str) -> bool {
+        self.allow(path)
+            .is_some_and(|allow| allow.split(", ").any(|m| m == method))
+    }
+
+    /// What `Allow` says for `path`: the methods of the most specific documented paths
+    /// it matches (a fixed segment beats a parameter), or `None` if it matches none.
+    pub(crate) fn allow(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let matching: Vec<(usize, &Vec<String>)> = self
+            .0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| match t {
+                        Some(fixed) => fixed == s,
+                        None => is_id(s),
+                    })
+            })
+            .map(|(template, methods)| (template.iter().flatten().count(), methods))
+            .collect();
+        let fixed = matching.iter().map(|(fixed, _)| *fixed).max()?;
+        let mut methods: Vec<&str> = matching
+            .iter()
+            .filter(|(f, _)| *f == fixed)
+            .flat_map(|(_, methods)| methods.iter().map(String::as_str))
+            .collect();
+        methods.sort_unstable();
+        methods.dedup();
+        Some(methods.join(", "))
+    }
+}
+
+/// Every path parameter of the admin API is an id, and its route matches only a UUID's
+/// characters (so that `.../managedDevices/bulkAction` is not taken for a device).
+fn is_id(segment: &str) -> bool {
+    !segment.is_empty() && segment.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+fn method_name(method: &HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Post => "POST",
+        HttpMethod::Delete => "DELETE",
+        HttpMethod::Patch => "PATCH",
+        HttpMethod::Head => "HEAD",
+        HttpMethod::Options => "OPTIONS",
+        HttpMethod::Trace => "TRACE",
+    }
+}
+
+/// The public listener's answer when no route matches: 405 with `Allow` for a documented
+/// path, 404 otherwise.
+pub(crate) async fn unmatched(
+    request: HttpRequest,
+    allowed: web::Data<AllowedMethods>,
+) -> HttpResponse {
+    let Some(allow) = allowed.allow(request.path()) else {
+        return ApiError::new(ErrorCode::NotFound, "no such resource").error_response();
+    };
+    let detail = format!("{} takes {allow}", request.path());
+    let mut response = ApiError::new(ErrorCode::MethodNotAllowed, detail).error_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
 }

@@ -457,7 +457,9 @@ fn public_server(
 ) -> anyhow::Result<actix_web::dev::Server> {
     let routes: Vec<Routes> = modules.iter().filter_map(|m| m.public.clone()).collect();
     let api: Vec<ApiRoutesFn> = modules.iter().filter_map(|m| m.api).collect();
-    let document = openapi::document(&api)
+    let document = openapi::document(&api);
+    let allowed = web::Data::new(openapi::AllowedMethods::of(&document));
+    let document = document
         .to_json()
         .context("rendering the OpenAPI document")?;
     let document = web::Data::new(openapi::ApiDocument(document));
@@ -474,6 +476,7 @@ fn public_server(
             .app_data(web::Data::new(shared.authenticator.clone()))
             .app_data(web::Data::new(ListenerName("public")))
             .app_data(document.clone())
+            .app_data(allowed.clone())
             .configure(|c| configure_extractors(c, json_limit))
             .configure(health::configure)
             .configure(|c| openapi::register(c, openapi::routes));
@@ -483,7 +486,7 @@ fn public_server(
         for routes in &routes {
             app = app.configure(|c| routes(c));
         }
-        app.default_service(web::to(not_found))
+        app.default_service(web::to(openapi::unmatched))
             .wrap(from_fn(problem_for_bare_errors))
             .wrap(from_fn(crate::idempotency::idempotent))
             .wrap(from_fn(record_http))

@@ -1,5 +1,6 @@
 //! The admin API's OpenAPI document: served without a token, the same as `mdm openapi`
-//! prints, valid in its own terms, and every operation it documents is served.
+//! prints, valid in its own terms, every operation it documents is served, and another
+//! method on a documented path answers 405 with the documented methods in `Allow`.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,20 @@ use crate::serve::output;
 use crate::{Server, mdm};
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+/// `path` with a nil UUID for each parameter.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if s.starts_with('{') {
+                "00000000-0000-0000-0000-000000000000"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 /// Every `#/components/schemas/...` reference in `value`.
 fn references(value: &Value, found: &mut BTreeSet<String>) {
@@ -63,6 +78,38 @@ async fn the_document_is_served_and_every_operation_in_it_is_a_route() {
     let paths = served["paths"].as_object().unwrap();
     assert!(paths.len() > 10, "{} paths", paths.len());
     for (path, item) in paths {
+        let url = concrete(path);
+        // Another method on a documented path: 405, and `Allow` lists the documented ones
+        // (unless a more specific path, such as `.../bulkAction` beside `.../{id}`, wins).
+        let documented: BTreeSet<String> = METHODS
+            .iter()
+            .filter(|m| item.get(**m).is_some())
+            .map(|m| m.to_uppercase())
+            .collect();
+        // A method that changes things, with a token and a malformed Idempotency-Key:
+        // the method is refused before the key is looked at.
+        let undocumented = ["PATCH", "PUT", "POST", "DELETE"]
+            .into_iter()
+            .find(|m| !documented.contains(*m))
+            .unwrap();
+        let other = http
+            .request(
+                undocumented.parse().unwrap(),
+                format!("{}{url}", server.url),
+            )
+            .bearer_auth("mdm_unknown")
+            .header("Idempotency-Key", "")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 405, "{undocumented} {path}");
+        let allow: BTreeSet<String> = other.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(", ")
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(allow, documented, "Allow of {path}");
         for method in METHODS {
             let Some(operation) = item.get(method) else {
                 continue;
@@ -84,24 +131,15 @@ async fn the_document_is_served_and_every_operation_in_it_is_a_route() {
                 .collect();
             assert_eq!(declared, in_path, "{method} {path}");
 
-            // Served: without a token a route answers 401 (the document itself 200);
-            // a path or method nobody registered answers 404 or 405.
-            let url = path
-                .split('/')
-                .map(|s| {
-                    if s.starts_with('{') {
-                        "00000000-0000-0000-0000-000000000000"
-                    } else {
-                        s
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("/");
+            // Served: without a token a route answers 401 (the document itself 200),
+            // before anything else about the request (here a malformed Idempotency-Key)
+            // is looked at; a path or method nobody registered answers 404 or 405.
             let answer = http
                 .request(
                     method.to_uppercase().parse().unwrap(),
                     format!("{}{url}", server.url),
                 )
+                .header("Idempotency-Key", "")
                 .send()
                 .await
                 .unwrap();

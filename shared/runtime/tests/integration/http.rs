@@ -116,11 +116,11 @@ test_on_both_backends! {
         let url = format!("{}/api/test/counter", app.url);
         let key = format!("key-{}", uuid::Uuid::new_v4());
 
-        let first = http.post(&url).header("Idempotency-Key", &key).send().await.unwrap();
+        let first = http.post(&url).header("Idempotency-Key", &key).bearer_auth("a-caller").send().await.unwrap();
         assert_eq!(first.status(), StatusCode::CREATED);
         let first: Value = first.json().await.unwrap();
 
-        let again = http.post(&url).header("Idempotency-Key", &key).send().await.unwrap();
+        let again = http.post(&url).header("Idempotency-Key", &key).bearer_auth("a-caller").send().await.unwrap();
         assert_eq!(again.status(), StatusCode::CREATED);
         assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
         assert_eq!(again.json::<Value>().await.unwrap(), first);
@@ -130,15 +130,22 @@ test_on_both_backends! {
         assert_ne!(other.json::<Value>().await.unwrap(), first);
 
         // The same key on another request is refused.
-        let reused = http.post(format!("{}/api/test/echo", app.url))
+        let reused = http.post(format!("{}/api/test/echo", app.url)).bearer_auth("a-caller")
             .header("Idempotency-Key", &key).json(&json!({"text": "x"})).send().await.unwrap();
         let (status, body) = problem(reused).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
 
         // Without a key every call does the work.
-        let a: Value = http.post(&url).send().await.unwrap().json().await.unwrap();
-        let b: Value = http.post(&url).send().await.unwrap().json().await.unwrap();
+        let a: Value = http.post(&url).bearer_auth("a-caller").send().await.unwrap().json().await.unwrap();
+        let b: Value = http.post(&url).bearer_auth("a-caller").send().await.unwrap().json().await.unwrap();
         assert_ne!(a, b);
+
+        // Without credentials the key is not looked at (an admin route answers 401), even
+        // when it is malformed, and nothing is replayed.
+        let anonymous = http.post(&url).header("Idempotency-Key", "").send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::CREATED);
+        let c: Value = http.post(&url).header("Idempotency-Key", &key).send().await.unwrap().json().await.unwrap();
+        assert_ne!(c, first);
         app.stop().await;
     }
 }

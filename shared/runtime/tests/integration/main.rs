@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, post, web};
 use mdm_api::Service;
 use mdm_api::internal::Message;
 use mdm_runtime::inbox::{HandlerError, Inbox};
-use mdm_runtime::{Context, Module};
+use mdm_runtime::{ApiRoutes, Context, Module};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -95,6 +95,7 @@ impl Receiver {
         });
         Module::new(Service::Inventory)
             .inbox(inbox)
+            .api(api_routes)
             .public(probe_routes)
     }
 }
@@ -106,9 +107,12 @@ fn probe_routes(cfg: &mut web::ServiceConfig) {
             held().enter(req.query_string()).await;
             HttpResponse::Ok().body("finished")
         }),
-    )
-    .service(web::resource("/api/test/counter").post(counter))
-    .service(web::resource("/api/test/echo").post(echo));
+    );
+}
+
+/// Admin API routes for the HTTP tests: idempotency keys apply to them.
+fn api_routes(routes: &mut ApiRoutes) {
+    routes.service(counter).service(echo);
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -150,17 +154,21 @@ impl Held {
     }
 }
 
+#[utoipa::path(tag = "test", responses((status = 201, description = "The next number.")))]
+#[post("/api/test/counter")]
 async fn counter() -> HttpResponse {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     HttpResponse::Created().json(serde_json::json!({ "n": n }))
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Echo {
     text: String,
 }
 
+#[utoipa::path(tag = "test", request_body = Echo, responses((status = 200, description = "The body.", body = Echo)))]
+#[post("/api/test/echo")]
 async fn echo(body: web::Json<Echo>) -> HttpResponse {
     HttpResponse::Ok().json(body.into_inner())
 }
