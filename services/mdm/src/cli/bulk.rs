@@ -121,8 +121,13 @@ pub async fn run(client: &ApiClient, out: &Out, args: Args) -> Result<(), CliErr
     out.emit(&job, |w| {
         writeln!(
             w,
-            "bulk {} {}: {} devices, {} accepted, {} refused ({})",
-            job.action, job.id, job.total_devices, job.accepted, job.refused, job.state
+            "bulk {} {}: {}, {} accepted, {} refused ({})",
+            job.action,
+            job.id,
+            count(job.total_devices, "device"),
+            job.accepted,
+            job.refused,
+            job.state
         )?;
         for (code, count) in &job.refusals {
             writeln!(w, "  refused {count}: {code}")?;
@@ -136,4 +141,25 @@ pub async fn run(client: &ApiClient, out: &Out, args: Args) -> Result<(), CliErr
         return Err(CliError::Refused("every device was refused".into()));
     }
     Ok(())
+}
+
+/// `1 device`, `2 devices`.
+fn count(n: u32, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(1, "device"), "1 device");
+        assert_eq!(count(0, "device"), "0 devices");
+        assert_eq!(count(2, "device"), "2 devices");
+    }
 }

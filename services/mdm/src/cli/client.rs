@@ -41,9 +41,10 @@ impl CliError {
 
     fn from_answer(status: StatusCode, problem: Option<Problem>, body: &str) -> Self {
         let message = match &problem {
-            Some(p) => match &p.detail {
-                Some(detail) => format!("{} ({}): {detail}", p.title, p.code),
-                None => format!("{} ({})", p.title, p.code),
+            Some(p) => match (cli_hint(&p.code), &p.detail) {
+                (Some(hint), _) => format!("{hint} ({})", p.code),
+                (None, Some(detail)) => format!("{} ({}): {detail}", p.title, p.code),
+                (None, None) => format!("{} ({})", p.title, p.code),
             },
             None => format!(
                 "the server answered {status}: {}",
@@ -57,6 +58,20 @@ impl CliError {
             s if s >= 500 => Self::Unavailable(message),
             _ => Self::Failed(message),
         }
+    }
+}
+
+/// A refusal in the command line's words, where the API's own title or detail names a
+/// header or a body member (`X-Mdm-Tenant`, `force`).
+fn cli_hint(code: &str) -> Option<&'static str> {
+    match code {
+        "tenant_required" => {
+            Some("An operator token must name the tenant: add --tenant ID or set MDM_TENANT")
+        }
+        "unlock_pin_outstanding" => Some(
+            "The Mac's unlock PIN from an earlier lock has not been used: add --force to lock it again",
+        ),
+        _ => None,
     }
 }
 
@@ -181,5 +196,27 @@ mod tests {
         assert_eq!(code(503, ErrorCode::Unavailable), ExitCode::from(6));
         let bare = CliError::from_answer(StatusCode::IM_A_TEAPOT, None, "teapot");
         assert_eq!(bare.exit_code(), ExitCode::from(1));
+    }
+
+    #[test]
+    fn refusals_name_the_command_line_options_not_the_api() {
+        let said = |status: u16, code: ErrorCode| {
+            let problem = Problem::new(code, Some("the API's words".into()));
+            CliError::from_answer(StatusCode::from_u16(status).unwrap(), Some(problem), "")
+                .to_string()
+        };
+        let tenant = said(400, ErrorCode::TenantRequired);
+        assert!(
+            tenant.contains("--tenant") && tenant.contains("MDM_TENANT"),
+            "{tenant}"
+        );
+        assert!(!tenant.contains("X-Mdm-Tenant"), "{tenant}");
+        let pin = said(409, ErrorCode::UnlockPinOutstanding);
+        assert!(
+            pin.contains("--force") && pin.contains("unlock_pin_outstanding"),
+            "{pin}"
+        );
+        // Other refusals keep the server's detail.
+        assert!(said(422, ErrorCode::ActionNotSupported).contains("the API's words"));
     }
 }
