@@ -19,34 +19,49 @@ pub struct Args {
     /// The devices, comma-separated (or use the filters).
     #[arg(long, value_delimiter = ',')]
     pub devices: Vec<DeviceId>,
+    /// Select the devices of one operating system: iOS, iPadOS, macOS, Android, Windows.
     #[arg(long)]
     pub os: Option<Platform>,
+    /// Select company or personal devices.
     #[arg(long)]
     pub owner: Option<Ownership>,
+    /// Select by management state (managed, retirePending, wipePending, ...).
     #[arg(long)]
     pub state: Option<ManagementState>,
+    /// Select one user's devices, by user principal name.
     #[arg(long)]
     pub user: Option<String>,
+    /// Select the devices whose last check-in was before this time (RFC 3339).
     #[arg(long)]
     pub last_sync_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// remoteLock: the message on the lock screen.
     #[arg(long)]
     pub message: Option<String>,
+    /// remoteLock: the phone number on the lock screen.
     #[arg(long)]
     pub phone: Option<String>,
+    /// remoteLock: lock a Mac again although its last unlock PIN was not used.
     #[arg(long)]
     pub force: bool,
+    /// wipe: keep the enrollment (with --keep-user-data; Windows 10 1709 and later).
     #[arg(long)]
     pub keep_enrollment_data: bool,
+    /// wipe: keep the user accounts and their data.
     #[arg(long)]
     pub keep_user_data: bool,
+    /// wipe: keep the eSIM data plan.
     #[arg(long)]
     pub persist_esim_data_plan: bool,
+    /// wipe: a protected wipe (Windows), which cannot be interrupted.
     #[arg(long)]
     pub protected: bool,
     /// Answer as soon as the server accepted the job.
     #[arg(long)]
     pub no_wait: bool,
 }
+
+const SELECTORS: &str = "name the devices with --devices, or select them with filters \
+     (--os, --owner, --state, --user, --last-sync-before)";
 
 pub async fn run(client: &ApiClient, out: &Out, args: Args) -> Result<(), CliError> {
     let filtered = args.os.is_some()
@@ -67,7 +82,12 @@ pub async fn run(client: &ApiClient, out: &Out, args: Args) -> Result<(), CliErr
                 last_sync_before: args.last_sync_before,
             }),
         ),
-        _ => return Err(CliError::Refused("name the devices with --devices, or select them with filters (--os, --owner, --state, --user, --last-sync-before), not both".into())),
+        (true, false) => {
+            return Err(CliError::Refused(format!(
+                "a selector is needed: {SELECTORS}"
+            )));
+        }
+        (false, true) => return Err(CliError::Refused(format!("{SELECTORS}, not both"))),
     };
     let request = BulkActionRequest {
         action: args.action,
@@ -154,7 +174,21 @@ fn count(n: u32, noun: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use clap::Args as _;
+
+    use super::{Args, count};
+
+    #[test]
+    fn every_option_says_what_it_does() {
+        let command = Args::augment_args(clap::Command::new("bulk"));
+        for argument in command.get_arguments() {
+            assert!(
+                argument.get_help().is_some(),
+                "--{} has no help text",
+                argument.get_id()
+            );
+        }
+    }
 
     #[test]
     fn counts_are_singular_for_one() {

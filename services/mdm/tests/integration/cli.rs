@@ -226,6 +226,14 @@ fn admin_cli(backend: TestBackend) {
         "windows",
     ]);
     assert_code(&both, 4);
+    assert!(both.stderr.contains("not both"), "{}", both.stderr);
+    let neither = run(&["bulk", "remoteLock"]);
+    assert_code(&neither, 4);
+    assert!(
+        neither.stderr.contains("a selector is needed") && !neither.stderr.contains("not both"),
+        "{}",
+        neither.stderr
+    );
 
     // The tenant's actions view.
     let view = run(&["actions", "--action", "remoteLock", "--output", "json"]);
