@@ -16,11 +16,12 @@ use diesel::prelude::*;
 use mdm_api::Service;
 use mdm_api::internal::Grant;
 use mdm_api::internal::adapter::ActionParams;
+use mdm_api::internal::dispatch::AuditEvent;
 use mdm_api::internal::inventory::{DeviceFilter, DevicesSelect, DevicesSelectResponse};
 use mdm_api::public::{BulkAction, BulkActionDevice, BulkParameters};
 use mdm_domain::{ActionKind, ActionState, BulkJobId, DeviceId, Role, TenantId, TokenId};
 use mdm_runtime::jobs::Leases;
-use mdm_runtime::{Caller, Shutdown};
+use mdm_runtime::{Caller, Shutdown, audit};
 use mdm_store::models::dispatch::{BulkJobRow, BulkTargetRow};
 use mdm_store::schema::{dsp_actions, dsp_bulk_jobs, dsp_bulk_targets};
 use mdm_store::{DbConnection, from_millis, on_backend, to_millis};
@@ -204,6 +205,7 @@ async fn run_job(d: &Dispatcher, mut job: BulkJobRow) -> Result<()> {
             .await?;
         if pending.is_empty() {
             let now = d.clock.now();
+            let finished = job.clone();
             d.store
                 .write(move |c| {
                     diesel::update(dsp_bulk_jobs::table.find(id))
@@ -213,7 +215,8 @@ async fn run_job(d: &Dispatcher, mut job: BulkJobRow) -> Result<()> {
                             dsp_bulk_jobs::completed_at.eq(to_millis(now)),
                         ))
                         .execute(c)?;
-                    Ok::<_, Error>(())
+                    let event = completed_event(c, &finished, now)?;
+                    crate::audit_trail::insert(c, &[event])
                 })
                 .await?;
             tracing::info!(job = %id, kind = %job.kind, devices = job.total, "bulk action checked every device");
@@ -221,6 +224,39 @@ async fn run_job(d: &Dispatcher, mut job: BulkJobRow) -> Result<()> {
         }
         run_chunk(d, &job, &parameters, &requester, pending).await?;
     }
+}
+
+/// The audit event of a job that has checked every device: how many it covered, and how
+/// many were accepted and refused (a filter's devices are only known by then). It is the
+/// requester's, like the job.
+fn completed_event(
+    c: &mut DbConnection,
+    job: &BulkJobRow,
+    now: DateTime<Utc>,
+) -> Result<AuditEvent> {
+    let outcomes: Vec<String> = dsp_bulk_targets::table
+        .filter(dsp_bulk_targets::job_id.eq(job.id))
+        .select(dsp_bulk_targets::outcome)
+        .load(c)?;
+    let count = |outcome: &str| outcomes.iter().filter(|o| *o == outcome).count();
+    let mut event = audit::system_event(
+        job.tenant_id,
+        now,
+        "bulkAction.completed",
+        "bulkAction",
+        job.id,
+    );
+    event.actor.clone_from(&job.requested_by);
+    event.actor_role.clone_from(&job.actor_role);
+    Ok(audit::with_detail(
+        event,
+        serde_json::json!({
+            "action": job.kind,
+            "devices": outcomes.len(),
+            "accepted": count(ACCEPTED),
+            "refused": count(REFUSED),
+        }),
+    ))
 }
 
 /// Who a job acts as: the admin who asked (with the role the token had), or the server.

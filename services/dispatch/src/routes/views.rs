@@ -91,9 +91,18 @@ async fn create_bulk(
                 Some(caller.role),
                 now,
             )?;
+            // A filter's devices are known once the job has selected them: its
+            // `bulkAction.completed` event counts them.
+            let detail = match &job.filter {
+                Some(filter) => serde_json::json!({
+                    "action": kind,
+                    "filter": serde_json::from_str::<serde_json::Value>(filter).unwrap_or_default(),
+                }),
+                None => serde_json::json!({ "action": kind, "devices": job.total }),
+            };
             let event = audit::with_detail(
                 audit::event(&caller, now, "bulkAction.created", "bulkAction", job.id),
-                serde_json::json!({ "action": kind, "devices": job.total }),
+                detail,
             );
             audit_trail::insert(c, &[event])?;
             let view = bulk::view(c, tenant, job.id, None, 100)?;

@@ -87,6 +87,19 @@ test_on_both_backends! {
         assert_eq!(status, 202, "{job}");
         let view = wait_completed(&h, job["id"].as_str().unwrap()).await;
         assert_eq!((view["totalDevices"].clone(), view["accepted"].clone()), (json!(7), json!(7)));
+
+        // The audit trail says what the job covered: the filter when it was asked, the
+        // devices once it had checked them all, in the admin's name.
+        let url = |activity: &str| format!("/api/v1/auditEvents?activity={activity}");
+        let created = h.call(Method::GET, &url("bulkAction.created"), &h.admin, None).await.1["value"][0].clone();
+        assert_eq!(created["detail"]["filter"], json!({ "operatingSystem": "Android" }), "{created}");
+        let completed = h.call(Method::GET, &url("bulkAction.completed"), &h.admin, None).await.1["value"][0].clone();
+        assert_eq!(completed["targetId"], job["id"], "{completed}");
+        assert_eq!(completed["actor"], created["actor"]);
+        assert_eq!(
+            (completed["detail"]["devices"].clone(), completed["detail"]["accepted"].clone(), completed["detail"]["refused"].clone()),
+            (json!(7), json!(7), json!(0))
+        );
         h.app.stop().await;
     }
 }
